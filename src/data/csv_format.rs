@@ -1,0 +1,206 @@
+//! The plain CSV format: `interactions.csv` (`user_id,item_id[,rating][,timestamp]`, header row) with
+//! optional `users.csv` and `items.csv` (`id,features[,title]`, features `name:value` joined by `|`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{entities, DataError, Dataset, IdIndex, Interaction, Part, SplitSpec};
+
+/// Converts a csv crate error into one that names the file and line.
+pub(super) fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => DataError::io(path, source),
+        csv::ErrorKind::Utf8 { err, .. } => DataError::bad_row(path, line, format!("{err}")),
+        other => DataError::bad_row(path, line, format!("{other:?}")),
+    }
+}
+
+fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(file))
+}
+
+/// Position of each named column in the header; `required` ones must be present.
+fn columns(
+    path: &Path,
+    headers: &csv::StringRecord,
+    required: &[&str],
+    optional: &[&str],
+) -> Result<HashMap<String, usize>, DataError> {
+    let mut found = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
+        if required.contains(&h.as_str()) || optional.contains(&h.as_str()) {
+            found.entry(h).or_insert(i);
+        }
+    }
+    for r in required {
+        if !found.contains_key(*r) {
+            return Err(DataError::bad_row(
+                path,
+                1,
+                format!(
+                    "header has no {r:?} column (expected {})",
+                    required.join(",")
+                ),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+fn read_interactions(
+    path: &Path,
+    part: Part,
+    users: &mut IdIndex,
+    items: &mut IdIndex,
+    out: &mut Vec<Interaction>,
+) -> Result<(), DataError> {
+    let mut rd = reader(path)?;
+    let headers = rd.headers().map_err(|e| csv_error(path, e))?.clone();
+    let cols = columns(
+        path,
+        &headers,
+        &["user_id", "item_id"],
+        &["rating", "timestamp"],
+    )?;
+    for record in rd.records() {
+        let record = record.map_err(|e| csv_error(path, e))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let field = |name: &str| cols.get(name).and_then(|&i| record.get(i)).unwrap_or("");
+        let (u, i) = (field("user_id"), field("item_id"));
+        if u.is_empty() || i.is_empty() {
+            return Err(DataError::bad_row(path, line, "empty user_id or item_id"));
+        }
+        let rating = match field("rating") {
+            "" => None,
+            r => match r.parse::<f32>() {
+                Ok(v) if v.is_finite() => Some(v),
+                _ => {
+                    return Err(DataError::bad_row(
+                        path,
+                        line,
+                        format!("rating {r:?} is not a finite number"),
+                    ))
+                }
+            },
+        };
+        let timestamp = match field("timestamp") {
+            "" => 0,
+            t => t.parse::<i64>().map_err(|_| {
+                DataError::bad_row(path, line, format!("timestamp {t:?} is not an integer"))
+            })?,
+        };
+        out.push(Interaction {
+            user: users.get_or_insert(u),
+            item: items.get_or_insert(i),
+            rating,
+            timestamp,
+            part,
+        });
+    }
+    Ok(())
+}
+
+type SideFeatures = HashMap<String, (Option<String>, Vec<String>)>;
+
+fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
+    let mut side = HashMap::new();
+    if !path.is_file() {
+        return Ok(side);
+    }
+    let mut rd = reader(path)?;
+    let headers = rd.headers().map_err(|e| csv_error(path, e))?.clone();
+    let cols = columns(path, &headers, &["id", "features"], &["title"])?;
+    for record in rd.records() {
+        let record = record.map_err(|e| csv_error(path, e))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let field = |name: &str| cols.get(name).and_then(|&i| record.get(i)).unwrap_or("");
+        let id = field("id");
+        if id.is_empty() {
+            return Err(DataError::bad_row(path, line, "empty id"));
+        }
+        let mut features = Vec::new();
+        for f in field("features")
+            .split('|')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            match f.split_once(':') {
+                Some((name, value)) if !name.is_empty() && !value.is_empty() => {
+                    features.push(f.to_string())
+                }
+                _ => {
+                    return Err(DataError::bad_row(
+                        path,
+                        line,
+                        format!("feature {f:?} is not name:value"),
+                    ))
+                }
+            }
+        }
+        let title = Some(field("title"))
+            .filter(|t| !t.is_empty())
+            .map(String::from);
+        side.insert(id.to_string(), (title, features));
+    }
+    Ok(side)
+}
+
+/// Loads a CSV folder; a `file:` split reads the test interactions from a second interactions file.
+pub(super) fn load(dir: &Path, split: &SplitSpec) -> Result<Dataset, DataError> {
+    let path = dir.join("interactions.csv");
+    if !path.is_file() {
+        return Err(DataError::UnknownLayout(format!(
+            "{}: no interactions.csv",
+            dir.display()
+        )));
+    }
+    let mut users = IdIndex::default();
+    let mut items = IdIndex::default();
+    let mut interactions = Vec::new();
+    read_interactions(
+        &path,
+        Part::Train,
+        &mut users,
+        &mut items,
+        &mut interactions,
+    )?;
+    match split {
+        SplitSpec::File(test_path) => {
+            let mut test = Vec::new();
+            read_interactions(test_path, Part::Test, &mut users, &mut items, &mut test)?;
+            super::split::merge_test_file(&mut interactions, test);
+        }
+        SplitSpec::Canonical(name) => {
+            return Err(DataError::InvalidOption(format!(
+                "split {name}: canonical splits exist only in the MovieLens 100K layout"
+            )))
+        }
+        _ => {}
+    }
+    let user_side = read_side(&dir.join("users.csv"))?;
+    let item_side = read_side(&dir.join("items.csv"))?;
+    // Items listed in items.csv are part of the catalog even when nobody interacted with them.
+    let mut listed: Vec<&String> = item_side.keys().collect();
+    listed.sort();
+    for id in listed {
+        items.get_or_insert(id);
+    }
+    Ok(Dataset {
+        users: entities(&users, "user", &user_side),
+        items: entities(&items, "item", &item_side),
+        interactions,
+    })
+}

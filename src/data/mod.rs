@@ -1,0 +1,261 @@
+//! Datasets: users and items with feature lists, interactions marked train or test, and the loaders
+//! that read them from MovieLens, plain CSV or a seeded generator.
+
+mod csv_format;
+mod movielens;
+mod split;
+pub mod synthetic;
+mod vocab;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use split::{SplitSpec, ValidationSplit};
+pub use vocab::{FeatureRows, FeatureVocabulary};
+
+/// Everything that can go wrong while reading or preparing data. Errors about a file name the file
+/// and, where there is one, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A row of a file does not parse.
+    #[error("{path}:{line}: {message}")]
+    BadRow {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The folder does not hold any layout this format knows.
+    #[error("{0}")]
+    UnknownLayout(String),
+    /// A flag or option value is not valid.
+    #[error("{0}")]
+    InvalidOption(String),
+    /// The dataset parsed but cannot be trained or evaluated on.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn bad_row(path: &Path, line: u64, message: impl Into<String>) -> Self {
+        DataError::BadRow {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which part of the data an interaction belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Part {
+    /// Used for training.
+    Train,
+    /// Held out for evaluation.
+    Test,
+}
+
+/// A user or an item: its external id, an optional title, and its features (`name:value` strings,
+/// the id feature first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    /// External id as it appears in the source data.
+    pub id: String,
+    /// Human-readable title (items only, where the data has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Feature names, `features[0]` being the id feature (`user:196`, `item:50`).
+    pub features: Vec<String>,
+}
+
+/// One observed (user, item) pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interaction {
+    /// Index into [`Dataset::users`].
+    pub user: u32,
+    /// Index into [`Dataset::items`].
+    pub item: u32,
+    /// Explicit rating or weight; `None` when the source has none (every row is then a positive).
+    pub rating: Option<f32>,
+    /// Seconds since the epoch, 0 when unknown.
+    pub timestamp: i64,
+    /// Train or test.
+    pub part: Part,
+}
+
+/// Which features the model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureSet {
+    /// Only each user's and item's own id feature (pure collaborative filtering).
+    Ids,
+    /// Ids plus every side feature the format has.
+    Hybrid,
+}
+
+/// Users, items and their interactions.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    /// All users; an interaction's `user` indexes this.
+    pub users: Vec<Entity>,
+    /// All items (the catalog); an interaction's `item` indexes this.
+    pub items: Vec<Entity>,
+    /// Every interaction, each marked train or test.
+    pub interactions: Vec<Interaction>,
+}
+
+/// The input formats `--format` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// MovieLens 100K, 1M, or the CSV layout of 20M/25M/32M/latest, detected from the files present.
+    Movielens,
+    /// interactions.csv with optional users.csv and items.csv.
+    Csv,
+    /// The seeded generator with planted structure.
+    Synthetic,
+}
+
+/// Where a dataset comes from and how it is split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataSource {
+    /// Input format.
+    pub format: Format,
+    /// Folder with the files (ignored by `synthetic`).
+    pub dir: PathBuf,
+    /// How test interactions are chosen.
+    pub split: SplitSpec,
+    /// Seed for random splits (and the generator).
+    pub seed: u64,
+    /// Size of the generated data set.
+    pub synthetic: synthetic::SyntheticConfig,
+}
+
+impl Dataset {
+    /// Loads and splits a dataset; the result has at least one train and one test interaction.
+    pub fn load(source: &DataSource) -> Result<Dataset, DataError> {
+        let mut dataset = match source.format {
+            Format::Movielens => movielens::load(&source.dir, &source.split)?,
+            Format::Csv => csv_format::load(&source.dir, &source.split)?,
+            Format::Synthetic => synthetic::generate(&source.synthetic, source.seed),
+        };
+        split::apply(&mut dataset, &source.split, source.seed)?;
+        if dataset.interactions.is_empty() {
+            return Err(DataError::Unusable(format!(
+                "{}: the dataset has no interactions",
+                source.dir.display()
+            )));
+        }
+        Ok(dataset)
+    }
+
+    /// Keeps only the id feature of every user and item when `set` is [`FeatureSet::Ids`].
+    pub fn restrict_features(&mut self, set: FeatureSet) {
+        if set == FeatureSet::Ids {
+            for e in self.users.iter_mut().chain(self.items.iter_mut()) {
+                e.features.truncate(1);
+            }
+        }
+    }
+
+    /// Whether an interaction counts as a positive at this rating threshold.
+    pub fn is_positive(interaction: &Interaction, min_rating: f32) -> bool {
+        interaction.rating.is_none_or(|r| r >= min_rating)
+    }
+
+    /// Per user, the sorted, de-duplicated items of the given part that pass `keep`.
+    pub fn items_by_user(&self, part: Part, keep: impl Fn(&Interaction) -> bool) -> Vec<Vec<u32>> {
+        let mut lists = vec![Vec::new(); self.users.len()];
+        for it in &self.interactions {
+            if it.part == part && keep(it) {
+                lists[it.user as usize].push(it.item);
+            }
+        }
+        for l in &mut lists {
+            l.sort_unstable();
+            l.dedup();
+        }
+        lists
+    }
+}
+
+/// Interns external ids into dense indices while a loader reads interactions.
+#[derive(Debug, Default)]
+pub(crate) struct IdIndex {
+    map: std::collections::HashMap<String, u32>,
+    ids: Vec<String>,
+}
+
+impl IdIndex {
+    pub(crate) fn get_or_insert(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.map.get(id) {
+            return i;
+        }
+        let i = self.ids.len() as u32;
+        self.map.insert(id.to_string(), i);
+        self.ids.push(id.to_string());
+        i
+    }
+
+    pub(crate) fn ids(&self) -> &[String] {
+        &self.ids
+    }
+}
+
+/// Builds entities for indexed ids, taking features from `side` where known and the id feature alone
+/// otherwise.
+pub(crate) fn entities(
+    ids: &IdIndex,
+    prefix: &str,
+    side: &std::collections::HashMap<String, (Option<String>, Vec<String>)>,
+) -> Vec<Entity> {
+    ids.ids()
+        .iter()
+        .map(|id| {
+            let mut features = vec![format!("{prefix}:{id}")];
+            let mut title = None;
+            if let Some((t, f)) = side.get(id) {
+                title = t.clone();
+                features.extend(f.iter().cloned());
+            }
+            Entity {
+                id: id.clone(),
+                title,
+                features,
+            }
+        })
+        .collect()
+}
+
+/// Decodes Latin-1 bytes (MovieLens titles) into a String; every byte is one code point.
+pub(crate) fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// `decade:1990` from a four-digit year.
+pub(crate) fn decade_feature(year: i32) -> String {
+    format!("decade:{}", year.div_euclid(10) * 10)
+}
+
+/// Reads a file as bytes, naming it on failure.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}

@@ -1,0 +1,157 @@
+//! The feature vocabulary (feature name → column of the FM) and sparse feature rows.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Dataset, Entity, Part};
+
+/// Maps feature names (`user:196`, `genre:Drama`) to dense indices of the model's parameters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
+pub struct FeatureVocabulary {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl From<Vec<String>> for FeatureVocabulary {
+    fn from(names: Vec<String>) -> Self {
+        let mut v = FeatureVocabulary::default();
+        for n in names {
+            v.insert(&n);
+        }
+        v
+    }
+}
+
+impl From<FeatureVocabulary> for Vec<String> {
+    fn from(v: FeatureVocabulary) -> Self {
+        v.names
+    }
+}
+
+impl FeatureVocabulary {
+    /// The vocabulary a model trained on `dataset` knows: every feature of every item (the catalog),
+    /// and every feature of the users that have at least one train interaction. Users seen only in
+    /// the test part stay unknown, as they would be to a model in production.
+    pub fn from_train(dataset: &Dataset) -> Self {
+        let mut in_train = vec![false; dataset.users.len()];
+        for it in &dataset.interactions {
+            if it.part == Part::Train {
+                in_train[it.user as usize] = true;
+            }
+        }
+        let mut v = FeatureVocabulary::default();
+        for (u, _) in in_train.iter().enumerate().filter(|(_, &t)| t) {
+            for f in &dataset.users[u].features {
+                v.insert(f);
+            }
+        }
+        for item in &dataset.items {
+            for f in &item.features {
+                v.insert(f);
+            }
+        }
+        v
+    }
+
+    fn insert(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), i);
+        i
+    }
+
+    /// Number of features.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no features.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The index of a feature name.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of feature `index`.
+    pub fn name(&self, index: u32) -> &str {
+        &self.names[index as usize]
+    }
+
+    /// Encodes feature names as (index, value 1) pairs; returns the names the vocabulary does not
+    /// know, which are ignored.
+    pub fn encode<'a, S: AsRef<str> + 'a>(
+        &self,
+        features: impl IntoIterator<Item = &'a S>,
+    ) -> (Vec<(u32, f32)>, Vec<String>) {
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        let mut unknown = Vec::new();
+        for f in features {
+            match self.get(f.as_ref()) {
+                Some(i) if !row.iter().any(|&(j, _)| j == i) => row.push((i, 1.0)),
+                Some(_) => {}
+                None => unknown.push(f.as_ref().to_string()),
+            }
+        }
+        (row, unknown)
+    }
+}
+
+/// Sparse feature rows in compressed-row form: row `r` is `indices[offsets[r]..offsets[r+1]]` with
+/// the matching `values`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureRows {
+    offsets: Vec<usize>,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl FeatureRows {
+    /// Encodes each entity's features with the vocabulary (unknown features are dropped).
+    pub fn encode(vocab: &FeatureVocabulary, entities: &[Entity]) -> Self {
+        let mut rows = FeatureRows {
+            offsets: vec![0],
+            ..Default::default()
+        };
+        for e in entities {
+            let (row, _) = vocab.encode(&e.features);
+            rows.push(&row);
+        }
+        rows
+    }
+
+    /// Appends one row.
+    pub fn push(&mut self, row: &[(u32, f32)]) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        for &(i, x) in row {
+            self.indices.push(i);
+            self.values.push(x);
+        }
+        self.offsets.push(self.indices.len());
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Feature indices and values of row `r`. **Panics** if `r` is out of range.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.offsets[r], self.offsets[r + 1]);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+}

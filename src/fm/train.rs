@@ -1,0 +1,566 @@
+//! Learning an FM from implicit feedback with ranking losses, Adagrad and lock-free parallel updates.
+//!
+//! - WARP (Weston, Bengio & Usunier 2011, as LightFM implements it): for a positive (u, i), sample
+//!   items until one, k, violates the margin s(u,k) > s(u,i) − 1; the update on (1 − s(u,i) + s(u,k))
+//!   is weighted by ln⌊(n − 1)/samples⌋, an estimate of how badly i is ranked.
+//! - BPR (Rendle et al. 2009): one sampled negative, loss −ln σ(s(u,i) − s(u,k)).
+//!
+//! Only score differences between items of one user enter these losses, so within-user terms cancel:
+//! the user-side gradient is x_j (q_i − q_k) and the item-side one is Rendle's eq. 7.
+//!
+//! Parameters live in relaxed atomics so that threads update them without locks (Hogwild, Recht et
+//! al. 2011) and without undefined behaviour; with one thread the run is bit-reproducible.
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::eval::{evaluate_model, EvalSet, Metrics};
+use super::model::{factor_gradient, FmModel, SparseRow};
+use crate::data::FeatureRows;
+use crate::rng::Rng;
+
+/// Training errors: parameters out of range, or data that cannot be trained on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A hyper-parameter is outside its allowed range.
+    #[error("{name} should be {allowed}, but is {value}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// The allowed range.
+        allowed: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// Nothing to learn from.
+    #[error("{0}")]
+    NoData(String),
+}
+
+/// The ranking loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Weighted Approximate-Rank Pairwise.
+    Warp,
+    /// Bayesian Personalised Ranking.
+    Bpr,
+}
+
+/// Hyper-parameters of one training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainParams {
+    /// Ranking loss.
+    pub loss: Loss,
+    /// Factor dimension k.
+    pub dim: usize,
+    /// Adagrad learning rate.
+    pub learning_rate: f32,
+    /// L2 penalty on every parameter an update touches.
+    pub l2: f32,
+    /// WARP: negatives sampled per positive before giving up.
+    pub max_sampled: usize,
+    /// Standard deviation of the initial factors.
+    pub init_std: f32,
+    /// Worker threads (Hogwild); 1 is bit-reproducible.
+    pub threads: usize,
+    /// Seed of initialisation, shuffling and sampling.
+    pub seed: u64,
+}
+
+impl TrainParams {
+    /// Checks every parameter's range.
+    pub fn check(&self) -> Result<(), TrainError> {
+        fn bad(name: &'static str, allowed: &'static str, value: impl ToString) -> TrainError {
+            TrainError::InvalidParameter {
+                name,
+                allowed,
+                value: value.to_string(),
+            }
+        }
+        if !(1..=1024).contains(&self.dim) {
+            return Err(bad("dim", "in 1..=1024", self.dim));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(bad(
+                "learning_rate",
+                "a finite number > 0",
+                self.learning_rate,
+            ));
+        }
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(bad("l2", "a finite number >= 0", self.l2));
+        }
+        if !(1..=10_000).contains(&self.max_sampled) {
+            return Err(bad("max_sampled", "in 1..=10000", self.max_sampled));
+        }
+        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
+            return Err(bad("init_std", "a finite number >= 0", self.init_std));
+        }
+        if !(1..=256).contains(&self.threads) {
+            return Err(bad("threads", "in 1..=256", self.threads));
+        }
+        Ok(())
+    }
+}
+
+/// How many epochs to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// Exactly this many epochs.
+    Fixed(usize),
+    /// Up to `max_epochs`, stopping once the evaluation's precision@k has not improved for
+    /// `patience` epochs, and keeping the best epoch's parameters. Requires an evaluation set, which
+    /// must be validation data (never the test split).
+    EarlyStopping {
+        /// Upper bound on epochs.
+        max_epochs: usize,
+        /// Epochs without improvement before stopping.
+        patience: usize,
+    },
+}
+
+/// What the trainer learns from: encoded user and item rows and the positive pairs.
+#[derive(Debug, Clone)]
+pub struct TrainingSet {
+    /// Features of every user (row = user index).
+    pub user_rows: FeatureRows,
+    /// Features of every item (row = item index).
+    pub item_rows: FeatureRows,
+    /// Positive (user, item) pairs.
+    pub positives: Vec<(u32, u32)>,
+    /// Per user, the sorted items they interacted with in train, at any rating: never sampled as
+    /// negatives, since recall excludes them anyway (pushing them down would push down their
+    /// look-alikes, which are the very items the user wants next).
+    pub user_seen: Vec<Vec<u32>>,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean loss per positive.
+    pub loss: f64,
+    /// Wall time of the epoch's updates (evaluation excluded).
+    pub seconds: f64,
+    /// Figures on the evaluation set, when there is one.
+    pub metrics: Option<Metrics>,
+}
+
+/// The trained model and how it got there.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The model (the best epoch's, under early stopping).
+    pub model: FmModel,
+    /// Every epoch run.
+    pub history: Vec<EpochReport>,
+    /// The epoch whose parameters were kept.
+    pub best_epoch: usize,
+    /// Total wall time of the epochs' updates.
+    pub train_seconds: f64,
+}
+
+/// Parameters and their Adagrad accumulators as relaxed atomics (f32 bit patterns).
+struct SharedParams {
+    k: usize,
+    w0: f32,
+    w: Vec<AtomicU32>,
+    v: Vec<AtomicU32>,
+    grad_w: Vec<AtomicU32>,
+    grad_v: Vec<AtomicU32>,
+}
+
+#[inline]
+fn load(a: &AtomicU32) -> f32 {
+    f32::from_bits(a.load(Relaxed))
+}
+
+#[inline]
+fn store(a: &AtomicU32, x: f32) {
+    a.store(x.to_bits(), Relaxed)
+}
+
+fn atomics(values: impl Iterator<Item = f32>) -> Vec<AtomicU32> {
+    values.map(|x| AtomicU32::new(x.to_bits())).collect()
+}
+
+impl SharedParams {
+    fn new(model: &FmModel) -> Self {
+        // Accumulators start at 1, as LightFM's do, which damps the very first steps.
+        SharedParams {
+            k: model.dim(),
+            w0: model.w0,
+            w: atomics(model.w.iter().copied()),
+            v: atomics(model.v.iter().copied()),
+            grad_w: atomics(model.w.iter().map(|_| 1.0)),
+            grad_v: atomics(model.v.iter().map(|_| 1.0)),
+        }
+    }
+
+    fn snapshot(&self) -> FmModel {
+        let n = self.w.len();
+        FmModel {
+            w0: self.w0,
+            w: self.w.iter().map(load).collect(),
+            v: ndarray::Array2::from_shape_vec((n, self.k), self.v.iter().map(load).collect())
+                .expect("n × k parameters"),
+        }
+    }
+
+    fn load_factors(&self, j: u32, out: &mut [f32]) {
+        let base = j as usize * self.k;
+        for (o, a) in out.iter_mut().zip(&self.v[base..base + self.k]) {
+            *o = load(a);
+        }
+    }
+
+    /// One Adagrad step on v_j along `grad` (a gradient of the loss), with L2. The row and its
+    /// accumulators are copied into `scratch` so that the arithmetic vectorises.
+    fn step_factors(&self, j: u32, grad: &[f32], lr: f32, l2: f32, scratch: &mut Scratch) {
+        let base = j as usize * self.k;
+        let params = &self.v[base..base + self.k];
+        let accs = &self.grad_v[base..base + self.k];
+        let (p, a) = (&mut scratch.param[..self.k], &mut scratch.acc[..self.k]);
+        for ((x, y), (ap, aa)) in p.iter_mut().zip(a.iter_mut()).zip(params.iter().zip(accs)) {
+            *x = load(ap);
+            *y = load(aa);
+        }
+        for ((x, y), &g) in p.iter_mut().zip(a.iter_mut()).zip(grad) {
+            let g = g + l2 * *x;
+            *y += g * g;
+            *x -= lr * g / y.sqrt();
+        }
+        for ((x, y), (ap, aa)) in p.iter().zip(a.iter()).zip(params.iter().zip(accs)) {
+            store(ap, *x);
+            store(aa, *y);
+        }
+    }
+
+    fn step_weight(&self, j: u32, grad: f32, lr: f32, l2: f32) {
+        let (p, a) = (&self.w[j as usize], &self.grad_w[j as usize]);
+        let x = load(p);
+        let g = grad + l2 * x;
+        let acc = load(a) + g * g;
+        store(a, acc);
+        store(p, x - lr * g / acc.sqrt());
+    }
+}
+
+/// The factors of one side (user or item) loaded for an update: their sum and each row.
+struct Side {
+    sum: Vec<f32>,
+    rows: Vec<f32>,
+    /// Σ w_j x_j + ½(‖sum‖² − Σ ‖v_j‖² x_j²): this side's own part of the score.
+    within: f32,
+}
+
+impl Side {
+    fn new(k: usize) -> Self {
+        Side {
+            sum: vec![0.0; k],
+            rows: Vec::with_capacity(8 * k),
+            within: 0.0,
+        }
+    }
+
+    fn load(&mut self, params: &SharedParams, (idx, val): SparseRow<'_>) {
+        let k = params.k;
+        self.rows.resize(idx.len() * k, 0.0);
+        let mut linear = 0.0f32;
+        for (r, (&j, &x)) in idx.iter().zip(val).enumerate() {
+            params.load_factors(j, &mut self.rows[r * k..(r + 1) * k]);
+            linear += load(&params.w[j as usize]) * x;
+        }
+        if let ([_], [x]) = (idx, val) {
+            // One feature (an id): no within-side interaction, the sum is the scaled row.
+            for (s, &v) in self.sum.iter_mut().zip(&self.rows[..k]) {
+                *s = v * x;
+            }
+            self.within = linear;
+            return;
+        }
+        self.sum.iter_mut().for_each(|s| *s = 0.0);
+        let mut sq = 0.0f32;
+        for (row, &x) in self.rows.chunks_exact(k).zip(val) {
+            for (s, &v) in self.sum.iter_mut().zip(row) {
+                *s += v * x;
+            }
+            sq += x * x * dot(row, row);
+        }
+        self.within = linear + 0.5 * (dot(&self.sum, &self.sum) - sq);
+    }
+
+    fn row(&self, r: usize, k: usize) -> &[f32] {
+        &self.rows[r * k..(r + 1) * k]
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    super::export::dot(a, b)
+}
+
+/// Per-thread scratch space, allocated once per epoch and thread.
+struct Worker<'a> {
+    params: &'a SharedParams,
+    data: &'a TrainingSet,
+    hp: &'a TrainParams,
+    rng: Rng,
+    user: Side,
+    pos: Side,
+    neg: Side,
+    /// p_u + q_i and p_u + q_k: the factor sums over the whole (u, i) and (u, k) inputs.
+    total_pos: Vec<f32>,
+    total_neg: Vec<f32>,
+    grad: Vec<f32>,
+    scratch: Vec<f32>,
+    step: Scratch,
+}
+
+/// Buffers for one Adagrad step.
+struct Scratch {
+    param: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(params: &'a SharedParams, data: &'a TrainingSet, hp: &'a TrainParams, rng: Rng) -> Self {
+        let k = params.k;
+        Worker {
+            params,
+            data,
+            hp,
+            rng,
+            user: Side::new(k),
+            pos: Side::new(k),
+            neg: Side::new(k),
+            total_pos: vec![0.0; k],
+            total_neg: vec![0.0; k],
+            grad: vec![0.0; k],
+            scratch: vec![0.0; k],
+            step: Scratch {
+                param: vec![0.0; k],
+                acc: vec![0.0; k],
+            },
+        }
+    }
+
+    /// The item-dependent part of s(u, ·): b + ⟨p_u, q⟩.
+    fn item_score(user: &Side, item: &Side) -> f32 {
+        item.within + dot(&user.sum, &item.sum)
+    }
+
+    /// Runs the loss over the given positives; returns the summed loss.
+    fn run(&mut self, positives: &[(u32, u32)]) -> f64 {
+        let n_items = self.data.item_rows.len();
+        let mut loss_sum = 0.0f64;
+        for &(u, i) in positives {
+            self.user
+                .load(self.params, self.data.user_rows.row(u as usize));
+            self.pos
+                .load(self.params, self.data.item_rows.row(i as usize));
+            let s_pos = Self::item_score(&self.user, &self.pos);
+            let seen = &self.data.user_seen[u as usize];
+            match self.hp.loss {
+                Loss::Warp => {
+                    for sampled in 1..=self.hp.max_sampled {
+                        let k = self.rng.below(n_items) as u32;
+                        if seen.binary_search(&k).is_ok() {
+                            continue;
+                        }
+                        self.neg
+                            .load(self.params, self.data.item_rows.row(k as usize));
+                        let s_neg = Self::item_score(&self.user, &self.neg);
+                        if s_neg > s_pos - 1.0 {
+                            let rank = ((n_items - 1) / sampled).max(1) as f32;
+                            let weight = rank.ln().min(10.0);
+                            loss_sum += (weight * (1.0 - s_pos + s_neg)) as f64;
+                            self.update(u, i, k, weight);
+                            break;
+                        }
+                    }
+                }
+                Loss::Bpr => {
+                    let mut k = self.rng.below(n_items) as u32;
+                    for _ in 0..10 {
+                        if seen.binary_search(&k).is_err() {
+                            break;
+                        }
+                        k = self.rng.below(n_items) as u32;
+                    }
+                    if seen.binary_search(&k).is_ok() {
+                        continue;
+                    }
+                    self.neg
+                        .load(self.params, self.data.item_rows.row(k as usize));
+                    let diff = s_pos - Self::item_score(&self.user, &self.neg);
+                    // −ln σ(d) = ln(1 + e^(−d)); its derivative in d is −σ(−d).
+                    loss_sum += (-diff as f64).exp().ln_1p();
+                    let g = 1.0 / (1.0 + diff.exp());
+                    self.update(u, i, k, g);
+                }
+            }
+        }
+        loss_sum
+    }
+
+    /// A gradient step on the loss g·(s(u,k) − s(u,i)), i.e. along g·∂(s_pos − s_neg) upwards.
+    fn update(&mut self, u: u32, i: u32, k: u32, g: f32) {
+        let (lr, l2, dim) = (self.hp.learning_rate, self.hp.l2, self.params.k);
+        // User side: ∂(s_ui − s_uk)/∂v_j = x_j (q_i − q_k); the user's linear terms cancel.
+        let (u_idx, u_val) = self.data.user_rows.row(u as usize);
+        for (&j, &x) in u_idx.iter().zip(u_val) {
+            for ((o, &qi), &qk) in self.grad.iter_mut().zip(&self.pos.sum).zip(&self.neg.sum) {
+                *o = -g * x * (qi - qk);
+            }
+            self.params
+                .step_factors(j, &self.grad, lr, l2, &mut self.step);
+        }
+        // Item sides: Rendle's eq. 7 over the whole input (p_u + q), the positive's score pushed
+        // up and the negative's down. A feature both items share (a genre) gets the net of the two.
+        for (t, (&p, &q)) in self
+            .total_pos
+            .iter_mut()
+            .zip(self.user.sum.iter().zip(&self.pos.sum))
+        {
+            *t = p + q;
+        }
+        for (t, (&p, &q)) in self
+            .total_neg
+            .iter_mut()
+            .zip(self.user.sum.iter().zip(&self.neg.sum))
+        {
+            *t = p + q;
+        }
+        let (i_idx, i_val) = self.data.item_rows.row(i as usize);
+        let (k_idx, k_val) = self.data.item_rows.row(k as usize);
+        for (r, (&j, &x)) in i_idx.iter().zip(i_val).enumerate() {
+            factor_gradient(x, self.pos.row(r, dim), &self.total_pos, &mut self.grad);
+            self.grad.iter_mut().for_each(|o| *o *= -g);
+            let mut linear = -g * x;
+            if let Some(rk) = k_idx.iter().position(|&o| o == j) {
+                let xk = k_val[rk];
+                factor_gradient(
+                    xk,
+                    self.neg.row(rk, dim),
+                    &self.total_neg,
+                    &mut self.scratch,
+                );
+                for (o, &s) in self.grad.iter_mut().zip(&self.scratch) {
+                    *o += g * s;
+                }
+                linear += g * xk;
+            }
+            self.params
+                .step_factors(j, &self.grad, lr, l2, &mut self.step);
+            self.params.step_weight(j, linear, lr, l2);
+        }
+        for (r, (&j, &x)) in k_idx.iter().zip(k_val).enumerate() {
+            if i_idx.contains(&j) {
+                continue;
+            }
+            factor_gradient(x, self.neg.row(r, dim), &self.total_neg, &mut self.grad);
+            self.grad.iter_mut().for_each(|o| *o *= g);
+            self.params
+                .step_factors(j, &self.grad, lr, l2, &mut self.step);
+            self.params.step_weight(j, g * x, lr, l2);
+        }
+    }
+}
+
+/// Trains an FM. `eval`, when given, is evaluated after every epoch (and drives early stopping);
+/// `on_epoch` sees each epoch's report as it completes.
+pub fn train(
+    hp: &TrainParams,
+    data: &TrainingSet,
+    n_features: usize,
+    eval: Option<&EvalSet>,
+    schedule: Schedule,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<TrainOutcome, TrainError> {
+    hp.check()?;
+    if data.positives.is_empty() {
+        return Err(TrainError::NoData(
+            "no positive interactions in the train split (check --min-rating)".into(),
+        ));
+    }
+    if data.item_rows.is_empty() || n_features == 0 {
+        return Err(TrainError::NoData("no items or no features".into()));
+    }
+    let (max_epochs, patience) = match schedule {
+        Schedule::Fixed(e) => (e, usize::MAX),
+        Schedule::EarlyStopping {
+            max_epochs,
+            patience,
+        } => {
+            if eval.is_none() {
+                return Err(TrainError::NoData(
+                    "early stopping needs validation data".into(),
+                ));
+            }
+            (max_epochs, patience.max(1))
+        }
+    };
+    let mut init_rng = Rng::derive(hp.seed, 1);
+    let params = SharedParams::new(&FmModel::random(
+        n_features,
+        hp.dim,
+        hp.init_std,
+        &mut init_rng,
+    ));
+    let mut order = data.positives.clone();
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, FmModel)> = None;
+    let mut train_seconds = 0.0;
+    for epoch in 1..=max_epochs {
+        let started = Instant::now();
+        Rng::derive(hp.seed, 2 + epoch as u64).shuffle(&mut order);
+        let chunk = order.len().div_ceil(hp.threads);
+        let loss_sum: f64 = std::thread::scope(|s| {
+            let handles: Vec<_> = order
+                .chunks(chunk)
+                .enumerate()
+                .map(|(t, part)| {
+                    let rng = Rng::derive(hp.seed, ((epoch as u64) << 16) | (t as u64 + 1));
+                    let params = &params;
+                    s.spawn(move || Worker::new(params, data, hp, rng).run(part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(f64::NAN))
+                .sum()
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        train_seconds += seconds;
+        let snapshot = params.snapshot();
+        let metrics = eval.map(|set| evaluate_model(&snapshot, set, hp.threads));
+        let report = EpochReport {
+            epoch,
+            loss: loss_sum / order.len() as f64,
+            seconds,
+            metrics,
+        };
+        on_epoch(&report);
+        let figure = report.metrics.as_ref().map_or(0.0, |m| m.precision);
+        history.push(report);
+        if let Schedule::EarlyStopping { .. } = schedule {
+            if best.as_ref().is_none_or(|(b, _, _)| figure > *b) {
+                best = Some((figure, epoch, snapshot));
+            } else if epoch - best.as_ref().map_or(0, |b| b.1) >= patience {
+                break;
+            }
+        } else if epoch == max_epochs {
+            best = Some((figure, epoch, snapshot));
+        }
+    }
+    let (_, best_epoch, model) = best.unwrap_or_else(|| (0.0, 0, params.snapshot()));
+    Ok(TrainOutcome {
+        model,
+        history,
+        best_epoch,
+        train_seconds,
+    })
+}

@@ -1,0 +1,12 @@
+//! fmrecall: recommendation recall on a Factorization Machine.
+//!
+//! - [`data`]: datasets, loaders, splits and the feature vocabulary.
+//! - [`fm`]: the model, its training, evaluation, inner-product export and artifact.
+//! - [`pipeline`]: the offline jobs the command line runs.
+//! - [`config`]: the typed settings from `config/default.toml` and `FMRECALL_*` variables.
+
+pub mod config;
+pub mod data;
+pub mod fm;
+pub mod pipeline;
+pub mod rng;

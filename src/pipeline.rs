@@ -1,0 +1,450 @@
+//! The offline jobs: train (load → split → train → evaluate → write the artifact and its report) and
+//! eval (score a saved model on a dataset). The command line and, later, the service call these.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::data::{
+    DataError, DataSource, Dataset, FeatureRows, FeatureSet, FeatureVocabulary, Part,
+    ValidationSplit,
+};
+use crate::fm::artifact::{make_version, rfc3339, ArtifactMeta, TrainingInfo};
+use crate::fm::eval::{evaluate, evaluate_model, popularity};
+use crate::fm::train::{train, EpochReport, TrainOutcome};
+use crate::fm::{
+    ArtifactError, EvalSet, Metrics, ModelArtifact, Schedule, TrainError, TrainParams, TrainingSet,
+};
+
+/// Errors of the offline jobs.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Reading or preparing data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Training.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Writing or loading the artifact.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// Writing the training report.
+    #[error("{path}: {source}")]
+    Report {
+        /// The folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// How the number of epochs is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum EpochChoice {
+    /// A fixed count.
+    Fixed(usize),
+    /// Early stopping on validation data carved from the train split.
+    EarlyStopping {
+        /// Upper bound.
+        max_epochs: usize,
+        /// Epochs without improvement before stopping.
+        patience: usize,
+        /// Retrain on the whole train split for the chosen number of epochs (otherwise keep the
+        /// best epoch of the validation run).
+        refit: bool,
+    },
+}
+
+/// Everything `fmrecall train` needs.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// Data to learn from and how it is split.
+    pub source: DataSource,
+    /// Ids only or ids plus side features.
+    pub features: FeatureSet,
+    /// Ratings at or above this are positives.
+    pub min_rating: f32,
+    /// Hyper-parameters.
+    pub params: TrainParams,
+    /// Epoch schedule.
+    pub epochs: EpochChoice,
+    /// Cut-off of the ranking metrics.
+    pub eval_k: usize,
+    /// Artifact folder.
+    pub out: PathBuf,
+    /// Evaluate on validation data carved from the train split instead of the test split, so
+    /// that hyper-parameters can be compared without ever looking at the test split.
+    pub tune: bool,
+    /// Share of each user's train positives held out as validation data.
+    pub validation_fraction: f64,
+}
+
+/// What a training run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// Test-split figures of the model (None without test positives).
+    pub metrics: Option<Metrics>,
+    /// The popularity ranking's figures on the same split, for comparison.
+    pub popularity: Option<Metrics>,
+    /// Wall time of the epochs of the final run.
+    pub train_seconds: f64,
+    /// Epochs the final model was trained for.
+    pub epochs: usize,
+    /// Path of the written model file.
+    pub artifact: PathBuf,
+    /// The model's version.
+    pub version: String,
+}
+
+/// Progress events for whoever draws a progress bar.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A training phase starts (`validation` or `final`), with its epoch bound.
+    Phase {
+        /// Name of the phase.
+        name: &'static str,
+        /// Upper bound on its epochs.
+        epochs: usize,
+    },
+    /// An epoch finished.
+    Epoch(&'a EpochReport),
+}
+
+/// The data prepared for one training run.
+struct Prepared {
+    training: TrainingSet,
+    eval: Option<EvalSet>,
+}
+
+fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usize) -> Prepared {
+    let user_rows = FeatureRows::encode(vocab, &dataset.users);
+    let item_rows = FeatureRows::encode(vocab, &dataset.items);
+    let positive = |it: &crate::data::Interaction| Dataset::is_positive(it, min_rating);
+    let positives: Vec<(u32, u32)> = dataset
+        .interactions
+        .iter()
+        .filter(|it| it.part == Part::Train && positive(it))
+        .map(|it| (it.user, it.item))
+        .collect();
+    let user_seen = dataset.items_by_user(Part::Train, |_| true);
+    let eval = EvalSet::new(dataset, min_rating, k, user_rows.clone(), item_rows.clone());
+    Prepared {
+        training: TrainingSet {
+            user_rows,
+            item_rows,
+            positives,
+            user_seen,
+        },
+        eval: (!eval.users.is_empty()).then_some(eval),
+    }
+}
+
+/// Runs the training job and writes the artifact and its report into `job.out`.
+pub fn run_train(
+    job: &TrainJob,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<TrainSummary, JobError> {
+    job.params.check()?;
+    let mut dataset = Dataset::load(&job.source)?;
+    dataset.restrict_features(job.features);
+    if job.tune {
+        dataset = ValidationSplit::carve(
+            &dataset,
+            job.validation_fraction,
+            job.min_rating,
+            job.params.seed,
+        );
+    }
+    let vocab = FeatureVocabulary::from_train(&dataset);
+    let full = prepare(&dataset, &vocab, job.min_rating, job.eval_k);
+    if full.training.positives.is_empty() {
+        return Err(DataError::Unusable(format!(
+            "{}: no train interaction has a rating >= {} (no positives to learn from)",
+            job.source.dir.display(),
+            job.min_rating
+        ))
+        .into());
+    }
+    let n = vocab.len();
+    let (outcome, early): (TrainOutcome, bool) = match job.epochs {
+        EpochChoice::Fixed(epochs) => (
+            phase(progress, "final", epochs, |r| {
+                train(
+                    &job.params,
+                    &full.training,
+                    n,
+                    full.eval.as_ref(),
+                    Schedule::Fixed(epochs),
+                    r,
+                )
+            })?,
+            false,
+        ),
+        EpochChoice::EarlyStopping {
+            max_epochs,
+            patience,
+            refit,
+        } => {
+            let seed = job.params.seed;
+            let carved =
+                ValidationSplit::carve(&dataset, job.validation_fraction, job.min_rating, seed);
+            let val = prepare(&carved, &vocab, job.min_rating, job.eval_k);
+            let Some(val_eval) = val.eval.as_ref() else {
+                return Err(DataError::Unusable(
+                    "too few positives per user to carve validation data for early stopping".into(),
+                )
+                .into());
+            };
+            let schedule = Schedule::EarlyStopping {
+                max_epochs,
+                patience,
+            };
+            let chosen = phase(progress, "validation", max_epochs, |r| {
+                train(&job.params, &val.training, n, Some(val_eval), schedule, r)
+            })?;
+            if refit {
+                let epochs = chosen.best_epoch.max(1);
+                let refitted = phase(progress, "final", epochs, |r| {
+                    train(
+                        &job.params,
+                        &full.training,
+                        n,
+                        full.eval.as_ref(),
+                        Schedule::Fixed(epochs),
+                        r,
+                    )
+                })?;
+                (refitted, true)
+            } else {
+                (chosen, true)
+            }
+        }
+    };
+    let metrics = full
+        .eval
+        .as_ref()
+        .map(|set| evaluate_model(&outcome.model, set, job.params.threads));
+    let popularity_metrics = full.eval.as_ref().map(|set| {
+        let counts = popularity(&dataset, job.min_rating);
+        evaluate(set, job.params.threads, |_, out| {
+            out.copy_from_slice(&counts)
+        })
+    });
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let version = make_version(now, &outcome.model);
+    let artifact = build_artifact(
+        job,
+        &dataset,
+        vocab,
+        outcome.clone(),
+        early,
+        metrics.clone(),
+        &version,
+        now,
+    );
+    let path = artifact.write(&job.out)?;
+    crate::fm::report::write(&job.out, &outcome.history).map_err(|source| JobError::Report {
+        path: job.out.clone(),
+        source,
+    })?;
+    Ok(TrainSummary {
+        metrics,
+        popularity: popularity_metrics,
+        train_seconds: outcome.train_seconds,
+        epochs: outcome.best_epoch,
+        artifact: path,
+        version,
+    })
+}
+
+/// Announces a training phase, then runs it, forwarding each epoch's report.
+fn phase<T>(
+    progress: &mut dyn FnMut(Progress<'_>),
+    name: &'static str,
+    epochs: usize,
+    run: impl FnOnce(&mut dyn FnMut(&EpochReport)) -> T,
+) -> T {
+    progress(Progress::Phase { name, epochs });
+    run(&mut |r| progress(Progress::Epoch(r)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_artifact(
+    job: &TrainJob,
+    dataset: &Dataset,
+    vocabulary: FeatureVocabulary,
+    outcome: TrainOutcome,
+    early_stopping: bool,
+    metrics: Option<Metrics>,
+    version: &str,
+    now: u64,
+) -> ModelArtifact {
+    // Only users the model has seen in training are "known"; the others are cold-start users.
+    let train_seen = dataset.items_by_user(Part::Train, |_| true);
+    let mut users = Vec::new();
+    let mut seen = Vec::new();
+    for (user, items) in dataset.users.iter().zip(train_seen) {
+        if !items.is_empty() {
+            users.push(user.clone());
+            seen.push(items);
+        }
+    }
+    ModelArtifact {
+        meta: ArtifactMeta {
+            version: version.to_string(),
+            created_at: rfc3339(now),
+            params: job.params.clone(),
+            training: TrainingInfo {
+                data: format!("{:?}:{}", job.source.format, job.source.dir.display())
+                    .to_lowercase(),
+                split: job.source.split.to_string(),
+                features: job.features,
+                min_rating: job.min_rating,
+                epochs: outcome.best_epoch,
+                early_stopping,
+                train_seconds: outcome.train_seconds,
+                history: outcome.history,
+            },
+            metrics,
+            vocabulary,
+            users,
+            items: dataset.items.clone(),
+            seen,
+        },
+        model: outcome.model,
+    }
+}
+
+/// `fmrecall eval`: the saved model's figures on a dataset and split.
+pub fn run_eval(
+    model_path: &std::path::Path,
+    source: &DataSource,
+    k: usize,
+    threads: usize,
+) -> Result<Metrics, JobError> {
+    let artifact = ModelArtifact::load(model_path)?;
+    let mut dataset = Dataset::load(source)?;
+    dataset.restrict_features(artifact.meta.training.features);
+    let min_rating = artifact.meta.training.min_rating;
+    let prepared = prepare(&dataset, &artifact.meta.vocabulary, min_rating, k);
+    let set = prepared.eval.ok_or_else(|| {
+        DataError::Unusable("the split has no test positives to evaluate on".into())
+    })?;
+    Ok(evaluate_model(&artifact.model, &set, threads))
+}
+
+/// The data source described by the `[data]` settings.
+pub fn data_source(d: &crate::config::DataSettings) -> Result<DataSource, DataError> {
+    Ok(DataSource {
+        format: d.format,
+        dir: d.dir.clone(),
+        split: d.split.parse()?,
+        seed: d.seed,
+        synthetic: d.synthetic.clone(),
+    })
+}
+
+impl TrainJob {
+    /// The job the settings describe.
+    pub fn from_settings(s: &crate::config::Settings) -> Result<TrainJob, JobError> {
+        let t = &s.train;
+        let params = TrainParams {
+            loss: t.loss,
+            dim: t.dim,
+            learning_rate: t.learning_rate,
+            l2: t.l2,
+            max_sampled: t.max_sampled,
+            init_std: t.init_std,
+            threads: t.threads,
+            seed: s.data.seed,
+        };
+        params.check()?;
+        if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
+            return Err(TrainError::InvalidParameter {
+                name: "validation_fraction",
+                allowed: "in (0, 1)",
+                value: t.validation_fraction.to_string(),
+            }
+            .into());
+        }
+        if t.eval_k == 0 {
+            return Err(TrainError::InvalidParameter {
+                name: "eval_k",
+                allowed: ">= 1",
+                value: "0".into(),
+            }
+            .into());
+        }
+        let epochs = if t.early_stopping {
+            EpochChoice::EarlyStopping {
+                max_epochs: t.max_epochs,
+                patience: t.patience,
+                refit: t.refit,
+            }
+        } else {
+            EpochChoice::Fixed(t.epochs)
+        };
+        Ok(TrainJob {
+            source: data_source(&s.data)?,
+            features: s.data.features,
+            min_rating: s.data.min_rating,
+            params,
+            epochs,
+            eval_k: t.eval_k,
+            out: t.out.clone(),
+            tune: false,
+            validation_fraction: t.validation_fraction,
+        })
+    }
+}
+
+impl TrainSummary {
+    /// The `--json` object: metric keys flat (`precision@10`, …), then timing and the artifact.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut obj = serde_json::Map::new();
+        if let Some(m) = &self.metrics {
+            if let serde_json::Value::Object(figures) = serde_json::to_value(m).unwrap_or_default()
+            {
+                obj.extend(figures);
+            }
+        }
+        obj.insert("train_seconds".into(), self.train_seconds.into());
+        obj.insert("epochs".into(), self.epochs.into());
+        obj.insert(
+            "artifact".into(),
+            self.artifact.display().to_string().into(),
+        );
+        obj.insert("version".into(), self.version.clone().into());
+        if let Some(p) = &self.popularity {
+            obj.insert(
+                "popularity".into(),
+                serde_json::to_value(p).unwrap_or_default(),
+            );
+        }
+        serde_json::Value::Object(obj)
+    }
+
+    /// A short human-readable report.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "model {} ({} epochs, {:.2} s) written to {}\n",
+            self.version,
+            self.epochs,
+            self.train_seconds,
+            self.artifact.display()
+        );
+        match (&self.metrics, &self.popularity) {
+            (Some(m), Some(p)) => {
+                out.push_str(&format!("{:>14} {:>8} {:>10}\n", "", "model", "popularity"));
+                for ((name, a), (_, b)) in m.named().into_iter().zip(p.named()) {
+                    out.push_str(&format!("{name:>14} {a:>8.4} {b:>10.4}\n"));
+                }
+            }
+            _ => out.push_str("no test positives: nothing evaluated\n"),
+        }
+        out
+    }
+}

@@ -1,0 +1,76 @@
+//! The command line as other tools use it: `train --json` and `eval --json`, and its errors.
+
+use std::process::Command;
+
+fn fmrecall() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fmrecall"))
+}
+
+fn last_json_line(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().last().expect("some output");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn train_and_eval_print_the_metric_contract_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let train = fmrecall()
+        .args(["train", "--format", "synthetic", "--users", "300", "--items", "200"])
+        .args(["--split", "random:0.2", "--dim", "8", "--epochs", "3", "--threads", "2", "--json"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let summary = last_json_line(&train.stdout);
+    for key in ["precision@10", "recall@10", "ndcg@10", "auc", "train_seconds", "artifact"] {
+        assert!(summary.get(key).is_some(), "missing {key} in {summary}");
+    }
+    assert!(out.join("model.fmr").is_file());
+    assert!(out.join("history.csv").is_file());
+    assert!(out.join("training.svg").is_file());
+
+    let eval = fmrecall()
+        .args(["eval", "--format", "synthetic", "--users", "300", "--items", "200"])
+        .args(["--split", "random:0.2", "--json", "--model"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let metrics = last_json_line(&eval.stdout);
+    // The same data, split and model give the same figures as the training run reported.
+    for key in ["precision@10", "recall@10", "ndcg@10", "auc"] {
+        let (a, b) = (summary[key].as_f64().unwrap(), metrics[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{key}: train {a} vs eval {b}");
+    }
+}
+
+#[test]
+fn a_bad_row_fails_with_its_file_and_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("interactions.csv"), "user_id,item_id,rating\nu,i,4\nu,j,x\n").unwrap();
+    let run = fmrecall()
+        .args(["train", "--format", "csv", "--data"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("interactions.csv:3"), "{err}");
+    assert!(!dir.path().join("m/model.fmr").exists());
+}
+
+#[test]
+fn out_of_range_parameters_are_refused_with_the_allowed_range() {
+    let run = fmrecall()
+        .args(["train", "--format", "synthetic", "--learning-rate=-1"])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("learning_rate should be a finite number > 0"), "{err}");
+}
