@@ -3,10 +3,14 @@
 //! - [`data`]: datasets, loaders, splits and the feature vocabulary.
 //! - [`fm`]: the model, its training, evaluation, inner-product export and artifact.
 //! - [`pipeline`]: the offline jobs the command line runs.
+//! - [`recall`]: maximum-inner-product indexes over the exported item vectors.
+//! - [`kernels`]: the vectorised inner products everything above runs on.
 //! - [`config`]: the typed settings from `config/default.toml` and `FMRECALL_*` variables.
 
 pub mod config;
 pub mod data;
 pub mod fm;
+pub mod kernels;
 pub mod pipeline;
+pub mod recall;
 pub mod rng;

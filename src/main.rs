@@ -8,6 +8,7 @@ use fmrecall::config::Settings;
 use fmrecall::data::{FeatureSet, Format};
 use fmrecall::fm::Loss;
 use fmrecall::pipeline::{self, Progress, TrainJob};
+use fmrecall::recall::{bench, HnswParams};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -30,6 +31,42 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a saved model on a dataset and split.
     Eval(EvalArgs),
+    /// Benchmark brute force against hnsw_rs: build time, recall@10, queries/s, memory.
+    BenchIndex(BenchIndexArgs),
+}
+
+#[derive(Args)]
+struct BenchIndexArgs {
+    /// Number of synthetic item vectors.
+    #[arg(long, default_value_t = 200_000)]
+    items: usize,
+    /// Dimension of the synthetic vectors.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Number of queries.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Clusters in the synthetic vectors.
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// Use this model's item vectors and its users' queries instead of synthetic vectors.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Search breadths to measure.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    ef: Vec<usize>,
+    /// Graph links per node.
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// Graph build breadth.
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
+    /// Seed of the synthetic vectors.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print the rows as a JSON array on the last line of stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the data comes from (shared by train and eval).
@@ -215,6 +252,22 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 for (name, value) in metrics.named() {
                     println!("{name:>14} {value:.4}");
                 }
+            }
+        }
+        Command::BenchIndex(a) => {
+            let (vectors, queries) = match &a.model {
+                Some(dir) => fmrecall::recall::bench::from_model(dir, a.queries)?,
+                None => bench::clustered(a.items, a.queries, a.dim, a.clusters, a.seed),
+            };
+            let params = HnswParams {
+                m: a.m,
+                ef_construction: a.ef_construction,
+                ..HnswParams::default()
+            };
+            let rows = bench::run(std::sync::Arc::new(vectors), &queries, &params, &a.ef)?;
+            print!("{}", bench::table(&rows));
+            if a.json {
+                println!("{}", serde_json::to_string(&rows)?);
             }
         }
     }

@@ -105,30 +105,8 @@ impl ItemVectors {
 
     /// ⟨query, item_i⟩ for every item, into `out` (length `len()`).
     pub fn scores_into(&self, query: &[f32], out: &mut [f32]) {
-        for (o, row) in out.iter_mut().zip(self.data.chunks_exact(self.dim)) {
-            *o = dot(query, row);
-        }
+        crate::kernels::dot_rows(&query[..self.dim.min(query.len())], &self.data, out);
     }
 }
 
-/// Inner product written so that LLVM vectorises it (eight independent accumulators, no bounds
-/// checks in the loop).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-}
+pub use crate::kernels::dot;

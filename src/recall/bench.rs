@@ -1,0 +1,205 @@
+//! `fmrecall bench-index`: build seconds, recall@10 against exact search, single-thread queries/s
+//! and memory for brute force and graph indexes on the same vectors and queries.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{ExactIndex, Filter, HnswParams, HnswRsIndex, IndexError, RecallIndex};
+use crate::fm::ItemVectors;
+use crate::rng::Rng;
+
+/// One line of the benchmark table.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    /// Index kind, with the filter when there is one.
+    pub index: String,
+    /// Search breadth (None for exact).
+    pub ef: Option<usize>,
+    /// Build wall time.
+    pub build_seconds: f64,
+    /// Mean recall@10 against exact search.
+    #[serde(rename = "recall@10")]
+    pub recall_at_10: f64,
+    /// Queries per second on one thread.
+    pub qps: f64,
+    /// Growth of resident memory while building, in MiB (0 for exact: it reuses the vectors).
+    pub memory_mib: f64,
+}
+
+/// Item vectors drawn around `clusters` random centres with varying norms (like trained item
+/// vectors, whose norms carry popularity), and `n_queries` queries drawn around the same centres.
+pub fn clustered(
+    n: usize,
+    n_queries: usize,
+    dim: usize,
+    clusters: usize,
+    seed: u64,
+) -> (ItemVectors, Vec<Vec<f32>>) {
+    let mut rng = Rng::derive(seed, 0xC1);
+    let centres: Vec<Vec<f32>> = (0..clusters.max(1))
+        .map(|_| (0..dim).map(|_| rng.normal() as f32).collect())
+        .collect();
+    let draw = |rng: &mut Rng| -> Vec<f32> {
+        let c = &centres[rng.below(centres.len())];
+        let scale = 0.5 + rng.uniform() as f32;
+        c.iter()
+            .map(|&x| scale * (x + 0.6 * rng.normal() as f32))
+            .collect()
+    };
+    let data: Vec<f32> = (0..n).flat_map(|_| draw(&mut rng)).collect();
+    let queries = (0..n_queries).map(|_| draw(&mut rng)).collect();
+    (ItemVectors::from_raw(dim, data), queries)
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn run_queries(
+    index: &dyn RecallIndex,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    ef: Option<usize>,
+    filter: Filter<'_>,
+) -> Result<(f64, f64), IndexError> {
+    let started = Instant::now();
+    let mut recall = 0.0;
+    for (q, t) in queries.iter().zip(truth) {
+        let got = index.search(q, 10, ef, filter)?;
+        let hits = got.iter().filter(|h| t.contains(&h.item)).count();
+        recall += hits as f64 / t.len().max(1) as f64;
+    }
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    Ok((
+        recall / queries.len().max(1) as f64,
+        queries.len() as f64 / seconds,
+    ))
+}
+
+/// Runs the whole table: exact search, then hnsw_rs at every `ef`, unfiltered and with a filter that
+/// allows 1% of the items.
+pub fn run(
+    vectors: Arc<ItemVectors>,
+    queries: &[Vec<f32>],
+    params: &HnswParams,
+    efs: &[usize],
+) -> Result<Vec<BenchRow>, IndexError> {
+    let exact = ExactIndex::new(vectors.clone());
+    let truth_of = |filter: Filter<'_>| -> Result<Vec<Vec<u32>>, IndexError> {
+        queries
+            .iter()
+            .map(|q| {
+                Ok(exact
+                    .search(q, 10, None, filter)?
+                    .iter()
+                    .map(|h| h.item)
+                    .collect())
+            })
+            .collect()
+    };
+    let truth = truth_of(Filter::All)?;
+    let n = vectors.len();
+    let allowed: Vec<u32> = (0..n as u32).step_by(100).collect();
+    let only = Filter::Only(&allowed);
+    let truth_filtered = truth_of(only)?;
+
+    let mut rows = Vec::new();
+    let (recall, qps) = run_queries(&exact, queries, &truth, None, Filter::All)?;
+    rows.push(BenchRow {
+        index: "exact".into(),
+        ef: None,
+        build_seconds: 0.0,
+        recall_at_10: recall,
+        qps,
+        memory_mib: 0.0,
+    });
+    let (recall, qps) = run_queries(&exact, queries, &truth_filtered, None, only)?;
+    rows.push(BenchRow {
+        index: "exact, 1% allowed".into(),
+        ef: None,
+        build_seconds: 0.0,
+        recall_at_10: recall,
+        qps,
+        memory_mib: 0.0,
+    });
+
+    let before = resident_bytes();
+    // exact_filter_below = 0: measure the graph's own filtered search, not the exact fallback.
+    let graph = HnswRsIndex::build(vectors.clone(), params.clone(), 0)?;
+    let memory_mib = resident_bytes().saturating_sub(before) as f64 / (1024.0 * 1024.0);
+    let build_seconds = graph.info().build_seconds;
+    for &ef in efs {
+        let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
+        rows.push(BenchRow {
+            index: "hnsw_rs".into(),
+            ef: Some(ef),
+            build_seconds,
+            recall_at_10: recall,
+            qps,
+            memory_mib,
+        });
+    }
+    let ef = efs.iter().copied().max().unwrap_or(64);
+    let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
+    rows.push(BenchRow {
+        index: "hnsw_rs, 1% allowed".into(),
+        ef: Some(ef),
+        build_seconds,
+        recall_at_10: recall,
+        qps,
+        memory_mib,
+    });
+    Ok(rows)
+}
+
+/// The rows as a Markdown table.
+pub fn table(rows: &[BenchRow]) -> String {
+    let mut out = String::from(
+        "| index | ef | build s | recall@10 | queries/s (1 thread) | memory MiB |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {:.3} | {:.0} | {:.0} |\n",
+            r.index,
+            r.ef.map_or("-".into(), |e| e.to_string()),
+            r.build_seconds,
+            r.recall_at_10,
+            r.qps,
+            r.memory_mib
+        ));
+    }
+    out
+}
+
+/// A trained model's item vectors, and the queries of up to `n_queries` of its known users.
+pub fn from_model(
+    dir: &std::path::Path,
+    n_queries: usize,
+) -> Result<(ItemVectors, Vec<Vec<f32>>), crate::fm::ArtifactError> {
+    use crate::data::FeatureRows;
+    use crate::fm::{ModelArtifact, UserQuery};
+    let artifact = ModelArtifact::load(dir)?;
+    let vocab = &artifact.meta.vocabulary;
+    let items = ItemVectors::new(
+        &artifact.model,
+        &FeatureRows::encode(vocab, &artifact.meta.items),
+    );
+    let users = FeatureRows::encode(vocab, &artifact.meta.users);
+    let step = (users.len() / n_queries.max(1)).max(1);
+    let queries = (0..users.len())
+        .step_by(step)
+        .take(n_queries)
+        .map(|u| UserQuery::new(&artifact.model, users.row(u)).vector)
+        .collect();
+    Ok((items, queries))
+}

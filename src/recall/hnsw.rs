@@ -1,0 +1,228 @@
+//! The hnsw_rs graph index, adapted to maximum inner product search.
+//!
+//! hnsw_rs needs a distance ≥ 0 and panics on NaN. Measured here (CRATES.md), the MIPS→L2 reduction
+//! recalls badly, while scaling every item by 1/max‖x‖ (so ‖x‖ ≤ 1) and normalising the query, then
+//! using 1 − ⟨a, b⟩, keeps the distance in [0, 2] and ranks exactly like the inner product for a given
+//! query. We supply that distance ourselves ([`ScaledDot`]) so that no input can reach an assertion:
+//! vectors are checked finite before insertion and the distance is clamped at 0.
+//! Candidates are re-scored with the exact, unscaled inner product.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::hnsw::Hnsw;
+use serde::{Deserialize, Serialize};
+
+use super::exact::exact_top_k;
+use super::{
+    check_finite, check_query, ExactIndex, Filter, Hit, IndexError, IndexInfo, RecallIndex,
+};
+use crate::fm::export::dot;
+use crate::fm::ItemVectors;
+
+/// 1 − ⟨a, b⟩ for a unit query and items of norm ≤ 1, clamped at 0 (NaN maps to 0 too).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ScaledDot;
+
+impl Distance<f32> for ScaledDot {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// Graph parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswParams {
+    /// Links per node (M); hnsw_rs exits the process above 256, so we refuse more.
+    pub m: usize,
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+    /// Default candidate list size while searching.
+    pub ef_search: usize,
+    /// Upper bound on layers (hnsw_rs clamps to 16).
+    pub max_layers: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+            max_layers: 16,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Checks ranges before hnsw_rs sees them (it exits or panics on some).
+    pub fn check(&self) -> Result<(), IndexError> {
+        let bad = |name, allowed, value: usize| IndexError::InvalidParameter {
+            name,
+            allowed,
+            value: value.to_string(),
+        };
+        if !(2..=256).contains(&self.m) {
+            return Err(bad("hnsw.m", "in 2..=256", self.m));
+        }
+        if !(1..=10_000).contains(&self.ef_construction) {
+            return Err(bad(
+                "hnsw.ef_construction",
+                "in 1..=10000",
+                self.ef_construction,
+            ));
+        }
+        if !(1..=10_000).contains(&self.ef_search) {
+            return Err(bad("hnsw.ef_search", "in 1..=10000", self.ef_search));
+        }
+        if !(1..=16).contains(&self.max_layers) {
+            return Err(bad("hnsw.max_layers", "in 1..=16", self.max_layers));
+        }
+        Ok(())
+    }
+}
+
+/// hnsw_rs over scaled item vectors, with exact re-scoring and an exact path for selective filters.
+pub struct HnswRsIndex {
+    graph: Hnsw<'static, f32, ScaledDot>,
+    vectors: Arc<ItemVectors>,
+    params: HnswParams,
+    exact_filter_below: usize,
+    build_seconds: f64,
+}
+
+impl HnswRsIndex {
+    /// Builds the graph with all cores (hnsw_rs' parallel insertion).
+    pub fn build(
+        vectors: Arc<ItemVectors>,
+        params: HnswParams,
+        exact_filter_below: usize,
+    ) -> Result<Self, IndexError> {
+        params.check()?;
+        check_finite(&vectors)?;
+        let started = Instant::now();
+        let n = vectors.len();
+        let max_norm = (0..n)
+            .map(|i| dot(vectors.row(i), vectors.row(i)).sqrt())
+            .fold(0f32, f32::max);
+        // A hair below 1 so that rounding never pushes a self-product above 1.
+        let scale = if max_norm > 0.0 {
+            0.999 / max_norm
+        } else {
+            1.0
+        };
+        let scaled: Vec<Vec<f32>> = (0..n)
+            .map(|i| vectors.row(i).iter().map(|x| x * scale).collect())
+            .collect();
+        let graph = Hnsw::new(
+            params.m,
+            n.max(1),
+            params.max_layers,
+            params.ef_construction,
+            ScaledDot,
+        );
+        let data: Vec<(&[f32], usize)> = scaled
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.as_slice(), i))
+            .collect();
+        graph.parallel_insert_slice(&data);
+        let mut graph = graph;
+        graph.set_searching_mode(true);
+        Ok(HnswRsIndex {
+            graph,
+            vectors,
+            params,
+            exact_filter_below,
+            build_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Share of a sample of items that the graph returns for their own vector whenever exact
+    /// search does (exact MIPS need not rank an item first for itself).
+    pub fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
+        let n = self.vectors.len();
+        if n == 0 || sample == 0 {
+            return Ok(1.0);
+        }
+        let step = (n / sample.min(n)).max(1);
+        let (mut expected, mut found) = (0usize, 0usize);
+        for i in (0..n).step_by(step).take(sample) {
+            let q = self.vectors.row(i);
+            let truth = exact.search(q, 10, None, Filter::All)?;
+            if !truth.iter().any(|h| h.item as usize == i) {
+                continue;
+            }
+            expected += 1;
+            let got = self.search(q, 10, None, Filter::All)?;
+            found += usize::from(got.iter().any(|h| h.item as usize == i));
+        }
+        Ok(if expected == 0 {
+            1.0
+        } else {
+            found as f64 / expected as f64
+        })
+    }
+
+    fn rescore(&self, query: &[f32], ids: impl Iterator<Item = usize>, k: usize) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = ids
+            .map(|i| Hit {
+                item: i as u32,
+                score: dot(query, self.vectors.row(i)),
+            })
+            .collect();
+        hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+        hits.truncate(k);
+        hits
+    }
+}
+
+impl RecallIndex for HnswRsIndex {
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Filter<'_>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check_query(query, self.vectors.dim())?;
+        let n = self.vectors.len();
+        if k == 0 || n == 0 {
+            return Ok(Vec::new());
+        }
+        // A selective filter leaves too few allowed points for the graph walk: scan them exactly.
+        if !matches!(filter, Filter::All) && filter.allowed_count(n) <= self.exact_filter_below {
+            return Ok(exact_top_k(&self.vectors, query, k, filter));
+        }
+        let norm = dot(query, query).sqrt();
+        if norm == 0.0 {
+            return Ok(exact_top_k(&self.vectors, query, k, filter));
+        }
+        let unit: Vec<f32> = query.iter().map(|x| x / norm).collect();
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        let found = match filter {
+            Filter::All => self.graph.search(&unit, k, ef),
+            _ => {
+                let allows = |id: &usize| filter.allows(*id as u32);
+                self.graph.search_filter(&unit, k, ef, Some(&allows))
+            }
+        };
+        Ok(self.rescore(query, found.into_iter().map(|nb| nb.d_id), k))
+    }
+
+    fn info(&self) -> IndexInfo {
+        let n = self.vectors.len();
+        let links = n * self.params.m * 2 * std::mem::size_of::<usize>();
+        IndexInfo {
+            kind: "hnsw_rs",
+            items: n,
+            dim: self.vectors.dim(),
+            params: serde_json::to_value(&self.params).unwrap_or_default(),
+            // Scaled copy inside the graph, the unscaled vectors for re-scoring, and the links.
+            memory_bytes: 2 * std::mem::size_of_val(self.vectors.as_slice()) + links,
+            build_seconds: self.build_seconds,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Maximum-inner-product search over the exported item vectors [q_i; b_i].
+//!
+//! A [`RecallIndex`] answers "the k items with the largest ⟨query, item⟩" for a user query [p_u; 1],
+//! optionally under a [`Filter`] applied inside the search. Two implementations: [`ExactIndex`]
+//! (brute force; the reference, and the right choice for small catalogs) and [`HnswRsIndex`]
+//! (a graph index from hnsw_rs). Both return exact inner products, best first, so the caller adds
+//! c_u to get exact FM scores.
+
+pub mod bench;
+mod exact;
+mod hnsw;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use exact::ExactIndex;
+pub use hnsw::{HnswParams, HnswRsIndex};
+
+use crate::fm::ItemVectors;
+
+/// Index errors: bad parameters or vectors, refused builds, bad queries.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A parameter is out of range.
+    #[error("{name} should be {allowed}, but is {value}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// The allowed range.
+        allowed: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// A vector has a NaN or infinite component.
+    #[error("item {item} has a non-finite component; refusing to index it")]
+    NonFiniteVector {
+        /// The item's index.
+        item: usize,
+    },
+    /// The query's length differs from the items'.
+    #[error("query has {got} dimensions, the index has {expected}")]
+    DimensionMismatch {
+        /// Index dimension.
+        expected: usize,
+        /// Query dimension.
+        got: usize,
+    },
+    /// The query has a NaN or infinite component.
+    #[error("query has a non-finite component")]
+    NonFiniteQuery,
+    /// The built graph does not recall well enough to be served.
+    #[error("index refused: {what} {value:.3} is below the floor {floor:.3}")]
+    BelowFloor {
+        /// Which check.
+        what: &'static str,
+        /// The measured figure.
+        value: f64,
+        /// The configured floor.
+        floor: f64,
+    },
+}
+
+/// One search result: an item and its exact inner product with the query.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Hit {
+    /// Item index.
+    pub item: u32,
+    /// ⟨query, item vector⟩.
+    pub score: f32,
+}
+
+/// Which items a search may return. Lists are sorted and free of duplicates.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Filter<'a> {
+    /// Every item.
+    #[default]
+    All,
+    /// Every item except these.
+    Exclude(&'a [u32]),
+    /// Only these items.
+    Only(&'a [u32]),
+}
+
+impl Filter<'_> {
+    /// Whether `item` may be returned.
+    #[inline]
+    pub fn allows(&self, item: u32) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Exclude(list) => list.binary_search(&item).is_err(),
+            Filter::Only(list) => list.binary_search(&item).is_ok(),
+        }
+    }
+
+    /// How many of `n` items the filter allows (lists may name items beyond `n`).
+    pub fn allowed_count(&self, n: usize) -> usize {
+        match self {
+            Filter::All => n,
+            Filter::Exclude(list) => n - list.iter().filter(|&&i| (i as usize) < n).count(),
+            Filter::Only(list) => list.iter().filter(|&&i| (i as usize) < n).count(),
+        }
+    }
+}
+
+/// What an index reports about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexInfo {
+    /// `exact` or `hnsw_rs`.
+    pub kind: &'static str,
+    /// Number of items.
+    pub items: usize,
+    /// Vector length.
+    pub dim: usize,
+    /// Kind-specific parameters.
+    pub params: serde_json::Value,
+    /// Estimated bytes held by the index.
+    pub memory_bytes: usize,
+    /// Seconds the build took.
+    pub build_seconds: f64,
+}
+
+/// A searchable set of item vectors. Searching is safe from many threads at once.
+pub trait RecallIndex: Send + Sync {
+    /// The `k` allowed items with the largest inner product with `query`, best first; `ef` is the
+    /// search breadth of graph indexes (ignored by exact search).
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Filter<'_>,
+    ) -> Result<Vec<Hit>, IndexError>;
+
+    /// Kind, size and parameters.
+    fn info(&self) -> IndexInfo;
+}
+
+/// Which index to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    /// Exact below `IndexSettings::exact_below` items, a graph above.
+    Auto,
+    /// Brute force.
+    Exact,
+    /// hnsw_rs.
+    HnswRs,
+}
+
+/// `[index]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexSettings {
+    /// Which index.
+    pub kind: IndexKind,
+    /// `auto` uses exact search below this many items.
+    pub exact_below: usize,
+    /// A filtered search that allows at most this many items scans them exactly instead.
+    pub exact_filter_below: usize,
+    /// Graph parameters.
+    pub hnsw: HnswParams,
+    /// Refuse a graph whose recall@10 against brute force on sample queries is below this.
+    pub min_recall: f64,
+    /// Sample queries for that check.
+    pub check_queries: usize,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            kind: IndexKind::Auto,
+            exact_below: 10_000,
+            exact_filter_below: 2_000,
+            hnsw: HnswParams::default(),
+            min_recall: 0.9,
+            check_queries: 200,
+        }
+    }
+}
+
+/// Refuses vectors with NaN or infinite components.
+pub fn check_finite(vectors: &ItemVectors) -> Result<(), IndexError> {
+    for i in 0..vectors.len() {
+        if vectors.row(i).iter().any(|x| !x.is_finite()) {
+            return Err(IndexError::NonFiniteVector { item: i });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a query's length and values against the index.
+pub(crate) fn check_query(query: &[f32], dim: usize) -> Result<(), IndexError> {
+    if query.len() != dim {
+        return Err(IndexError::DimensionMismatch {
+            expected: dim,
+            got: query.len(),
+        });
+    }
+    if query.iter().any(|x| !x.is_finite()) {
+        return Err(IndexError::NonFiniteQuery);
+    }
+    Ok(())
+}
+
+/// How a built index measured up against brute force.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IndexQuality {
+    /// Mean recall@10 of the index against exact search on the sample queries.
+    pub recall_at_10: f64,
+    /// Share of sampled items that the index returns when queried with their own vector, among
+    /// those that exact search returns for that query (a graph that cannot reach a point fails).
+    pub self_recall: f64,
+    /// Queries used.
+    pub queries: usize,
+}
+
+/// Recall@k of `index` against `exact` over `queries` (unfiltered, default ef).
+pub fn measure_recall(
+    index: &dyn RecallIndex,
+    exact: &ExactIndex,
+    queries: &[Vec<f32>],
+    k: usize,
+    ef: Option<usize>,
+) -> Result<f64, IndexError> {
+    if queries.is_empty() {
+        return Ok(1.0);
+    }
+    let mut total = 0.0;
+    for q in queries {
+        let truth = exact.search(q, k, None, Filter::All)?;
+        let got = index.search(q, k, ef, Filter::All)?;
+        let hits = got
+            .iter()
+            .filter(|h| truth.iter().any(|t| t.item == h.item))
+            .count();
+        total += hits as f64 / truth.len().max(1) as f64;
+    }
+    Ok(total / queries.len() as f64)
+}
+
+/// Builds the configured index over `vectors` and, for graph indexes, checks it against brute
+/// force on `sample_queries` (real user queries), refusing it below `settings.min_recall`.
+pub fn build(
+    vectors: Arc<ItemVectors>,
+    settings: &IndexSettings,
+    sample_queries: &[Vec<f32>],
+) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
+    check_finite(&vectors)?;
+    let exact = ExactIndex::new(vectors.clone());
+    let use_graph = match settings.kind {
+        IndexKind::Exact => false,
+        IndexKind::HnswRs => true,
+        IndexKind::Auto => vectors.len() >= settings.exact_below,
+    };
+    if !use_graph {
+        return Ok((Arc::new(exact), None));
+    }
+    let graph = HnswRsIndex::build(
+        vectors.clone(),
+        settings.hnsw.clone(),
+        settings.exact_filter_below,
+    )?;
+    let queries: Vec<Vec<f32>> = sample_queries
+        .iter()
+        .take(settings.check_queries)
+        .cloned()
+        .collect();
+    let recall_at_10 = measure_recall(&graph, &exact, &queries, 10, None)?;
+    let self_recall = graph.self_recall(&exact, settings.check_queries)?;
+    let quality = IndexQuality {
+        recall_at_10,
+        self_recall,
+        queries: queries.len(),
+    };
+    if recall_at_10 < settings.min_recall {
+        return Err(IndexError::BelowFloor {
+            what: "recall@10 against brute force",
+            value: recall_at_10,
+            floor: settings.min_recall,
+        });
+    }
+    Ok((Arc::new(graph), Some(quality)))
+}
+
+/// Keeps the k best hits seen so far; `push` is O(log k).
+pub(crate) struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<HeapHit>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HeapHit(Hit);
+
+impl Eq for HeapHit {}
+
+impl PartialOrd for HeapHit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HeapHit {
+    // Higher score first; among equal scores the lower item id wins, so results are deterministic.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .score
+            .total_cmp(&other.0.score)
+            .then(other.0.item.cmp(&self.0.item))
+    }
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// The score an item must beat to enter (−∞ until k items are held).
+    #[inline]
+    pub(crate) fn threshold(&self) -> f32 {
+        if self.heap.len() < self.k {
+            f32::NEG_INFINITY
+        } else {
+            self.heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0.score)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, item: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let hit = HeapHit(Hit { item, score });
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(hit));
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if hit > worst.0 {
+                *worst = std::cmp::Reverse(hit);
+            }
+        }
+    }
+
+    /// The held hits, best first.
+    pub(crate) fn into_sorted(self) -> Vec<Hit> {
+        let mut v: Vec<HeapHit> = self.heap.into_iter().map(|r| r.0).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.into_iter().map(|h| h.0).collect()
+    }
+}
