@@ -3,10 +3,12 @@
 //! - [`data`]: datasets, loaders, splits and the feature vocabulary.
 //! - [`fm`]: the model, its training, evaluation, inner-product export and artifact.
 //! - [`pipeline`]: the offline jobs the command line runs.
+//! - [`layers`]: diagnostic neural-network layers as pure functions over JSON-shaped requests.
 //! - [`config`]: the typed settings from `config/default.toml` and `FMRECALL_*` variables.
 
 pub mod config;
 pub mod data;
 pub mod fm;
+pub mod layers;
 pub mod pipeline;
 pub mod rng;

@@ -39,7 +39,10 @@ fn a_flipped_byte_anywhere_is_refused() {
         damaged[pos] ^= 0x10;
         let e = ModelArtifact::from_bytes(&damaged, dir.path()).unwrap_err();
         assert!(
-            matches!(e, ArtifactError::Corrupted { .. } | ArtifactError::UnsupportedVersion { .. }),
+            matches!(
+                e,
+                ArtifactError::Corrupted { .. } | ArtifactError::UnsupportedVersion { .. }
+            ),
             "byte {pos}: {e}"
         );
     }
@@ -65,7 +68,9 @@ fn a_file_of_another_format_is_refused_with_a_clear_message() {
 
     let mut future = trained(dir.path()).to_bytes();
     future[8] = 99;
-    let e = ModelArtifact::from_bytes(&future, &path).unwrap_err().to_string();
+    let e = ModelArtifact::from_bytes(&future, &path)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("format version 99"), "{e}");
 }
 

@@ -17,15 +17,44 @@ fn train_and_eval_print_the_metric_contract_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model");
     let train = fmrecall()
-        .args(["train", "--format", "synthetic", "--users", "300", "--items", "200"])
-        .args(["--split", "random:0.2", "--dim", "8", "--epochs", "3", "--threads", "2", "--json"])
+        .args([
+            "train",
+            "--format",
+            "synthetic",
+            "--users",
+            "300",
+            "--items",
+            "200",
+        ])
+        .args([
+            "--split",
+            "random:0.2",
+            "--dim",
+            "8",
+            "--epochs",
+            "3",
+            "--threads",
+            "2",
+            "--json",
+        ])
         .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
-    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
     let summary = last_json_line(&train.stdout);
-    for key in ["precision@10", "recall@10", "ndcg@10", "auc", "train_seconds", "artifact"] {
+    for key in [
+        "precision@10",
+        "recall@10",
+        "ndcg@10",
+        "auc",
+        "train_seconds",
+        "artifact",
+    ] {
         assert!(summary.get(key).is_some(), "missing {key} in {summary}");
     }
     assert!(out.join("model.fmr").is_file());
@@ -33,16 +62,31 @@ fn train_and_eval_print_the_metric_contract_as_json() {
     assert!(out.join("training.svg").is_file());
 
     let eval = fmrecall()
-        .args(["eval", "--format", "synthetic", "--users", "300", "--items", "200"])
+        .args([
+            "eval",
+            "--format",
+            "synthetic",
+            "--users",
+            "300",
+            "--items",
+            "200",
+        ])
         .args(["--split", "random:0.2", "--json", "--model"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let metrics = last_json_line(&eval.stdout);
     // The same data, split and model give the same figures as the training run reported.
     for key in ["precision@10", "recall@10", "ndcg@10", "auc"] {
-        let (a, b) = (summary[key].as_f64().unwrap(), metrics[key].as_f64().unwrap());
+        let (a, b) = (
+            summary[key].as_f64().unwrap(),
+            metrics[key].as_f64().unwrap(),
+        );
         assert!((a - b).abs() < 1e-9, "{key}: train {a} vs eval {b}");
     }
 }
@@ -50,7 +94,11 @@ fn train_and_eval_print_the_metric_contract_as_json() {
 #[test]
 fn a_bad_row_fails_with_its_file_and_line_and_a_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("interactions.csv"), "user_id,item_id,rating\nu,i,4\nu,j,x\n").unwrap();
+    std::fs::write(
+        dir.path().join("interactions.csv"),
+        "user_id,item_id,rating\nu,i,4\nu,j,x\n",
+    )
+    .unwrap();
     let run = fmrecall()
         .args(["train", "--format", "csv", "--data"])
         .arg(dir.path())
@@ -72,5 +120,8 @@ fn out_of_range_parameters_are_refused_with_the_allowed_range() {
         .unwrap();
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("learning_rate should be a finite number > 0"), "{err}");
+    assert!(
+        err.contains("learning_rate should be a finite number > 0"),
+        "{err}"
+    );
 }

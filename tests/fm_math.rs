@@ -67,7 +67,12 @@ fn exported_vectors_reproduce_the_full_fm_score_and_its_ranking() {
     for _ in 0..50 {
         let (idx, val) = random_row(60, 1 + rng.below(4), &mut rng);
         let idx: Vec<u32> = idx.iter().map(|i| i + 40).collect();
-        items.push(&idx.iter().copied().zip(val.iter().copied()).collect::<Vec<_>>());
+        items.push(
+            &idx.iter()
+                .copied()
+                .zip(val.iter().copied())
+                .collect::<Vec<_>>(),
+        );
         item_rows.push((idx, val));
     }
     let vectors = ItemVectors::new(&model, &items);

@@ -13,7 +13,8 @@ fn a_trained_model_beats_popularity_by_a_wide_margin_and_an_untrained_one_does_n
     let trained = run_train(&synthetic_job(dir.path(), 15, FeatureSet::Ids), &mut |_| {}).unwrap();
     let (model, popularity) = (trained.metrics.unwrap(), trained.popularity.unwrap());
     assert!(
-        model.precision > 2.0 * popularity.precision && model.precision > popularity.precision + 0.1,
+        model.precision > 2.0 * popularity.precision
+            && model.precision > popularity.precision + 0.1,
         "trained P@10 {} vs popularity {}",
         model.precision,
         popularity.precision
@@ -37,14 +38,23 @@ fn bpr_and_hybrid_features_learn_too() {
     job.params.loss = Loss::Bpr;
     let s = run_train(&job, &mut |_| {}).unwrap();
     let (m, p) = (s.metrics.unwrap(), s.popularity.unwrap());
-    assert!(m.precision > 1.5 * p.precision, "BPR hybrid {} vs popularity {}", m.precision, p.precision);
+    assert!(
+        m.precision > 1.5 * p.precision,
+        "BPR hybrid {} vs popularity {}",
+        m.precision,
+        p.precision
+    );
 }
 
 #[test]
 fn one_thread_and_one_seed_give_bit_identical_models() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [&a, &b] {
-        run_train(&synthetic_job(dir.path(), 3, FeatureSet::Hybrid), &mut |_| {}).unwrap();
+        run_train(
+            &synthetic_job(dir.path(), 3, FeatureSet::Hybrid),
+            &mut |_| {},
+        )
+        .unwrap();
     }
     let ma = ModelArtifact::load(a.path()).unwrap();
     let mb = ModelArtifact::load(b.path()).unwrap();
