@@ -162,9 +162,9 @@ pub fn run_batchnorm(
 ) -> Result<BatchNormResponse, LayerError> {
     let x = tensor::from_json("x", &req.x, limits)?;
     let shape = x.shape().to_vec();
-    let (n, c) = match shape.as_slice() {
-        &[b, c] => (b, c),
-        &[b, l, c] => (b * l, c),
+    let (n, c) = match *shape.as_slice() {
+        [b, c] => (b, c),
+        [b, l, c] => (b * l, c),
         _ => return Err(rank_error("x", "2 or 3", &shape)),
     };
     check_eps(req.eps)?;
