@@ -5,12 +5,14 @@
 //! - [`pipeline`]: the offline jobs the command line runs.
 //! - [`recall`]: maximum-inner-product indexes over the exported item vectors.
 //! - [`kernels`]: the vectorised inner products everything above runs on.
+//! - [`layers`]: diagnostic neural-network layers as pure functions over JSON-shaped requests.
 //! - [`config`]: the typed settings from `config/default.toml` and `FMRECALL_*` variables.
 
 pub mod config;
 pub mod data;
 pub mod fm;
 pub mod kernels;
+pub mod layers;
 pub mod pipeline;
 pub mod recall;
 pub mod rng;
