@@ -72,6 +72,43 @@ pub struct TrainSettings {
     pub out: PathBuf,
 }
 
+/// `[server]`: the HTTP service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Artifact to serve; empty serves the demo model.
+    pub model: PathBuf,
+    /// Where the demo model is trained and kept.
+    pub demo_model_dir: PathBuf,
+    /// Largest k of a recall, and most items of a score request.
+    pub max_k: usize,
+    /// Most queries in a batch.
+    pub max_batch: usize,
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+    /// Requests taking longer get 408.
+    pub request_timeout_ms: u64,
+    /// Requests in flight beyond this get 503.
+    pub max_concurrency: usize,
+    /// Bearer token of the admin routes; empty turns them off.
+    pub admin_token: String,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Seconds to drain requests on shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -79,6 +116,12 @@ pub struct Settings {
     pub data: DataSettings,
     /// `[train]`.
     pub train: TrainSettings,
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[index]`.
+    pub index: crate::recall::IndexSettings,
+    /// `[layers]`.
+    pub layers: crate::layers::LayerLimits,
 }
 
 impl Settings {
@@ -93,8 +136,38 @@ impl Settings {
         }
         figment
             .merge(Env::prefixed("FMRECALL_").split("__"))
-            .extract()
+            .extract::<Settings>()
             .map_err(|e| ConfigError(e.to_string()))
+            .and_then(Settings::validated)
+    }
+
+    /// Checks the ranges that a typo would otherwise turn into a strange failure later.
+    fn validated(self) -> Result<Settings, ConfigError> {
+        let s = &self.server;
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if s.max_k == 0 {
+            return bad("server.max_k", "must be at least 1");
+        }
+        if s.max_batch == 0 {
+            return bad("server.max_batch", "must be at least 1");
+        }
+        if s.max_concurrency == 0 {
+            return bad("server.max_concurrency", "must be at least 1");
+        }
+        if s.request_timeout_ms == 0 {
+            return bad("server.request_timeout_ms", "must be at least 1");
+        }
+        if s.body_limit_bytes < 1024 {
+            return bad("server.body_limit_bytes", "must be at least 1024");
+        }
+        self.index
+            .hnsw
+            .check()
+            .map_err(|e| ConfigError(format!("index: {e}")))?;
+        if !(0.0..=1.0).contains(&self.index.min_recall) {
+            return bad("index.min_recall", "must be in [0, 1]");
+        }
+        Ok(self)
     }
 }
 

@@ -6,8 +6,11 @@
 //! - [`recall`]: maximum-inner-product indexes over the exported item vectors.
 //! - [`kernels`]: the vectorised inner products everything above runs on.
 //! - [`layers`]: diagnostic neural-network layers as pure functions over JSON-shaped requests.
+//! - [`serving`]: a loaded model with its index, answering recall, score and similar-items questions.
+//! - [`api`] and [`server`]: the HTTP service.
 //! - [`config`]: the typed settings from `config/default.toml` and `FMRECALL_*` variables.
 
+pub mod api;
 pub mod config;
 pub mod data;
 pub mod fm;
@@ -16,3 +19,5 @@ pub mod layers;
 pub mod pipeline;
 pub mod recall;
 pub mod rng;
+pub mod server;
+pub mod serving;

@@ -9,6 +9,7 @@ use fmrecall::data::{FeatureSet, Format};
 use fmrecall::fm::Loss;
 use fmrecall::pipeline::{self, Progress, TrainJob};
 use fmrecall::recall::{bench, HnswParams};
+use fmrecall::server;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -33,6 +34,18 @@ enum Command {
     Eval(EvalArgs),
     /// Benchmark brute force against hnsw_rs: build time, recall@10, queries/s, memory.
     BenchIndex(BenchIndexArgs),
+    /// Serve recall over HTTP (trains the demo model first when no model is configured).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (overrides server.bind).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Model artifact folder or file (overrides server.model).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -254,6 +267,19 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
+        Command::Serve(a) => {
+            set(&mut settings.server.bind, a.bind);
+            set(&mut settings.server.model, a.model);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let model = server::model_path(&settings)?;
+                let app = server::Application::build(&settings, model).await?;
+                tracing::info!(addr = %app.local_addr()?, "listening");
+                app.run_until(server::shutdown_signal()).await
+            })?;
+        }
         Command::BenchIndex(a) => {
             let (vectors, queries) = match &a.model {
                 Some(dir) => fmrecall::recall::bench::from_model(dir, a.queries)?,
@@ -275,11 +301,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .init();
     let cli = Cli::parse();
+    let json_logs = Settings::load(cli.config.as_deref())
+        .is_ok_and(|s| s.server.log_format == fmrecall::config::LogFormat::Json);
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO);
+    if json_logs {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

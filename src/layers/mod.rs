@@ -41,7 +41,8 @@ pub use stability::{
 pub use tensor::{Num, Tensor};
 
 /// Caps on what one request may ask for, so a single body cannot exhaust memory or CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LayerLimits {
     /// Largest number of elements in any one input or output tensor.
     pub max_elements: usize,

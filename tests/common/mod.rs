@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: small random models and training jobs on generated data.
+//! Helpers shared by the integration tests: small random models, training jobs on generated data,
+//! and a real server with a raw HTTP client ([`http`]).
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::path::Path;
 

@@ -1,0 +1,166 @@
+//! The HTTP API (axum): routes, shared state, limits, the OpenAPI document and hot model swaps.
+
+pub mod error;
+mod layers;
+pub mod routes;
+pub mod telemetry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use tower::ServiceBuilder;
+use utoipa::OpenApi;
+
+use crate::config::ServerSettings;
+use crate::layers::LayerLimits;
+use crate::recall::IndexSettings;
+use crate::serving::ServingModel;
+use error::ApiError;
+use telemetry::Metrics;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The serving model; swapped whole, read without locks.
+    pub model: Arc<ArcSwapOption<ServingModel>>,
+    /// Server settings.
+    pub settings: Arc<ServerSettings>,
+    /// How indexes are built on (re)load.
+    pub index_settings: Arc<IndexSettings>,
+    /// Caps of the layer endpoints.
+    pub layer_limits: LayerLimits,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// One reload at a time.
+    reload_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    /// State with no model serving yet.
+    pub fn new(
+        settings: ServerSettings,
+        index_settings: IndexSettings,
+        layer_limits: LayerLimits,
+    ) -> Self {
+        AppState {
+            model: Arc::new(ArcSwapOption::empty()),
+            settings: Arc::new(settings),
+            index_settings: Arc::new(index_settings),
+            layer_limits,
+            metrics: Arc::new(Metrics::default()),
+            reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+/// Loads, validates and indexes the model at `path` on the blocking pool, then swaps it in.
+/// Returns (new version, previous version, load seconds); on failure the old model keeps serving.
+pub async fn swap_model(
+    state: &AppState,
+    path: PathBuf,
+) -> Result<(String, Option<String>, f64), ApiError> {
+    let _one_at_a_time = state.reload_lock.lock().await;
+    let settings = state.index_settings.clone();
+    let loaded = tokio::task::spawn_blocking(move || ServingModel::load(&path, &settings))
+        .await
+        .map_err(|e| ApiError::Internal(format!("loader failed: {e}")))?
+        .map_err(|e| ApiError::ModelRefused(e.to_string()))?;
+    let version = loaded.meta().version.clone();
+    let seconds = loaded.load_seconds();
+    let previous = state.model.swap(Some(Arc::new(loaded)));
+    tracing::info!(version = %version, load_seconds = seconds, "model swapped in");
+    Ok((version, previous.map(|m| m.meta().version.clone()), seconds))
+}
+
+/// The OpenAPI 3 document of every endpoint.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fmrecall", description = "Recommendation recall on a Factorization Machine."),
+    paths(
+        routes::recall, routes::recall_batch, routes::score, routes::similar, routes::model,
+        routes::healthz, routes::readyz, routes::metrics, routes::reload,
+        layers::batchnorm, layers::layernorm, layers::dropout, layers::rnn, layers::lstm,
+        layers::gcn, layers::gnn, layers::fm, layers::rnn_stability, layers::gnn_smoothing,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
+    let (status, code) = if err.is::<tower::load_shed::error::Overloaded>() {
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+    };
+    error::error_response(status, code, err.to_string(), None)
+}
+
+/// Every route, with limits (body size → 413, time → 408, concurrency → 503) and telemetry.
+pub fn router(state: AppState) -> Router {
+    let s = state.settings.clone();
+    Router::new()
+        .route("/v1/recall", post(routes::recall))
+        .route("/v1/recall/batch", post(routes::recall_batch))
+        .route("/v1/score", post(routes::score))
+        .route("/v1/items/{item_id}/similar", get(routes::similar))
+        .route("/v1/model", get(routes::model))
+        .route("/v1/admin/reload", post(routes::reload))
+        .route("/v1/layers/batchnorm", post(layers::batchnorm))
+        .route("/v1/layers/layernorm", post(layers::layernorm))
+        .route("/v1/layers/dropout", post(layers::dropout))
+        .route("/v1/layers/rnn", post(layers::rnn))
+        .route("/v1/layers/lstm", post(layers::lstm))
+        .route("/v1/layers/gcn", post(layers::gcn))
+        .route("/v1/layers/gnn", post(layers::gnn))
+        .route("/v1/layers/fm", post(layers::fm))
+        .route("/v1/layers/rnn/stability", post(layers::rnn_stability))
+        .route("/v1/layers/gnn/smoothing", post(layers::gnn_smoothing))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(s.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    telemetry::track,
+                ))
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    s.max_concurrency,
+                ))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_millis(s.request_timeout_ms),
+                )),
+        )
+        .with_state(state)
+}

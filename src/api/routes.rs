@@ -1,0 +1,499 @@
+//! Handlers for recall, scoring, similar items, the model, health and admin: parse, call, map.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiJson, ErrorBody};
+use super::AppState;
+use crate::serving::{RecallQuery, Recalled, ScoredItem, ServingModel, UserSpec};
+
+fn default_k() -> usize {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/recall`: a user by id, or by features (cold start), and what to leave out.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecallRequest {
+    /// A known user's id.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Features (`age:25-34`); with an unknown or no id the user is served from these alone.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// How many items (1..=max_k, default 10).
+    #[serde(default = "default_k")]
+    #[schema(minimum = 1)]
+    pub k: usize,
+    /// Leave out the user's train items (default true).
+    #[serde(default = "yes")]
+    pub exclude_seen: bool,
+    /// Item ids to leave out.
+    #[serde(default)]
+    pub exclude_items: Vec<String>,
+    /// Search breadth of graph indexes (1..=10000).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub ef: Option<usize>,
+}
+
+/// A recall answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecallResponse {
+    /// Version of the model that answered.
+    pub model_version: String,
+    /// The answer.
+    #[serde(flatten)]
+    pub recalled: Recalled,
+}
+
+/// `POST /v1/recall/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The queries, answered in order.
+    pub queries: Vec<RecallRequest>,
+}
+
+/// One answer of a batch: items, or the error of that query alone.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// The query's answer.
+    Ok(Recalled),
+    /// Why this query could not be answered.
+    Err(ErrorBody),
+}
+
+/// The batch's answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// Version of the model that answered every query.
+    pub model_version: String,
+    /// One entry per query, in order.
+    pub results: Vec<BatchItem>,
+}
+
+/// `POST /v1/score`: exact FM scores of candidate items for a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreRequest {
+    /// A known user's id.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Features of the user (cold start, or added to a known user's).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Items to score.
+    pub item_ids: Vec<String>,
+}
+
+/// Scores in the order asked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreResponse {
+    /// Version of the model that answered.
+    pub model_version: String,
+    /// One per requested item.
+    pub scores: Vec<ScoredItem>,
+    /// Features the model does not know (ignored).
+    pub unknown_features: Vec<String>,
+}
+
+/// `?k=` of the similar-items route.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SimilarParams {
+    /// How many items (default 10).
+    pub k: Option<usize>,
+}
+
+/// Similar items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimilarResponse {
+    /// Version of the model that answered.
+    pub model_version: String,
+    /// The item asked about.
+    pub item_id: String,
+    /// Items by cosine similarity of their factor vectors (score = cosine).
+    pub items: Vec<ScoredItem>,
+}
+
+/// `POST /v1/admin/reload`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadRequest {
+    /// Artifact folder or file; the configured model when absent.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReloadResponse {
+    /// The version now serving.
+    pub version: String,
+    /// The version that served before.
+    pub previous_version: Option<String>,
+    /// Seconds from file to ready.
+    pub load_seconds: f64,
+}
+
+/// The serving model, described.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelResponse {
+    /// Model version.
+    pub version: String,
+    /// When it was trained.
+    pub created_at: String,
+    /// Since when it serves.
+    pub serving_since: String,
+    /// Where it was loaded from.
+    pub path: String,
+    /// Seconds from file to ready (load + index build + checks).
+    pub load_seconds: f64,
+    /// Hyper-parameters.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// Data, split, schedule.
+    #[schema(value_type = Object)]
+    pub training: serde_json::Value,
+    /// Users, items and features.
+    #[schema(value_type = Object)]
+    pub counts: serde_json::Value,
+    /// Evaluation figures on the test split.
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+    /// Index kind, parameters, size.
+    #[schema(value_type = Object)]
+    pub index: serde_json::Value,
+    /// The index's recall@10 against brute force on sample queries (null for exact search).
+    #[schema(value_type = Object)]
+    pub index_quality: serde_json::Value,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `ready` / `not_ready` on /readyz.
+    pub status: String,
+}
+
+fn serving(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
+    state.model.load_full().ok_or(ApiError::NotReady)
+}
+
+/// Runs CPU-bound work on the blocking pool so the async workers stay free.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+}
+
+impl RecallRequest {
+    /// Checks ranges; `at` prefixes field names (e.g. `queries[2].`).
+    fn into_query(self, max_k: usize, at: &str) -> Result<RecallQuery, ApiError> {
+        if self.k == 0 || self.k > max_k {
+            return Err(ApiError::field(
+                format!("{at}k"),
+                format!("k must be in 1..={max_k}, got {}", self.k),
+            ));
+        }
+        if let Some(ef) = self.ef {
+            if !(1..=10_000).contains(&ef) {
+                return Err(ApiError::field(
+                    format!("{at}ef"),
+                    format!("ef must be in 1..=10000, got {ef}"),
+                ));
+            }
+        }
+        if self.user_id.is_none() && self.features.is_none() {
+            return Err(ApiError::field(
+                format!("{at}user_id"),
+                "give a user_id or a list of features",
+            ));
+        }
+        Ok(RecallQuery {
+            user: UserSpec {
+                id: self.user_id,
+                features: self.features,
+            },
+            k: self.k,
+            exclude_seen: self.exclude_seen,
+            exclude_items: self.exclude_items,
+            ef: self.ef,
+        })
+    }
+}
+
+/// Recall the k best items for a user.
+#[utoipa::path(post, path = "/v1/recall", request_body = RecallRequest, tag = "recall",
+    responses((status = 200, body = RecallResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn recall(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RecallRequest>,
+) -> Result<Json<RecallResponse>, ApiError> {
+    let query = req.into_query(state.settings.max_k, "")?;
+    let model = serving(&state)?;
+    let answer = blocking(move || {
+        let recalled = model.recall(&query)?;
+        Ok(RecallResponse {
+            model_version: model.meta().version.clone(),
+            recalled,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// Many recall queries in one request, answered in order by one model.
+#[utoipa::path(post, path = "/v1/recall/batch", request_body = BatchRequest, tag = "recall",
+    responses((status = 200, body = BatchResponse), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn recall_batch(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let max_batch = state.settings.max_batch;
+    if req.queries.is_empty() || req.queries.len() > max_batch {
+        return Err(ApiError::field(
+            "queries",
+            format!("give 1..={max_batch} queries, got {}", req.queries.len()),
+        ));
+    }
+    let queries = req
+        .queries
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| q.into_query(state.settings.max_k, &format!("queries[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = serving(&state)?;
+    let answer = blocking(move || {
+        let results = queries
+            .iter()
+            .map(|q| match model.recall(q) {
+                Ok(r) => BatchItem::Ok(r),
+                Err(e) => BatchItem::Err(ApiError::from(e).body().1),
+            })
+            .collect();
+        Ok(BatchResponse {
+            model_version: model.meta().version.clone(),
+            results,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// Exact FM scores of the given items for a user.
+#[utoipa::path(post, path = "/v1/score", request_body = ScoreRequest, tag = "recall",
+    responses((status = 200, body = ScoreResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn score(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ScoreRequest>,
+) -> Result<Json<ScoreResponse>, ApiError> {
+    let max = state.settings.max_k;
+    if req.item_ids.is_empty() || req.item_ids.len() > max {
+        return Err(ApiError::field(
+            "item_ids",
+            format!("give 1..={max} item ids, got {}", req.item_ids.len()),
+        ));
+    }
+    if req.user_id.is_none() && req.features.is_none() {
+        return Err(ApiError::field(
+            "user_id",
+            "give a user_id or a list of features",
+        ));
+    }
+    let model = serving(&state)?;
+    let answer = blocking(move || {
+        let user = UserSpec {
+            id: req.user_id,
+            features: req.features,
+        };
+        let (scores, unknown_features) = model.score(&user, &req.item_ids)?;
+        Ok(ScoreResponse {
+            model_version: model.meta().version.clone(),
+            scores,
+            unknown_features,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// Items similar to an item (cosine of factor vectors).
+#[utoipa::path(get, path = "/v1/items/{item_id}/similar", tag = "recall",
+    params(("item_id" = String, Path, description = "Item id"), SimilarParams),
+    responses((status = 200, body = SimilarResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(item_id): Path<String>,
+    params: Result<Query<SimilarParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SimilarResponse>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::field("k", e.body_text()))?;
+    let k = params.k.unwrap_or(10);
+    let max = state.settings.max_k;
+    if k == 0 || k > max {
+        return Err(ApiError::field(
+            "k",
+            format!("k must be in 1..={max}, got {k}"),
+        ));
+    }
+    let model = serving(&state)?;
+    let answer = blocking(move || {
+        let items = model.similar(&item_id, k)?;
+        Ok(SimilarResponse {
+            model_version: model.meta().version.clone(),
+            item_id,
+            items,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+fn rfc3339_of(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::fm::artifact::rfc3339(secs)
+}
+
+/// The serving model: version, training, figures, index.
+#[utoipa::path(get, path = "/v1/model", tag = "model",
+    responses((status = 200, body = ModelResponse), (status = 503, body = ErrorBody)))]
+pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>, ApiError> {
+    let m = serving(&state)?;
+    let meta = m.meta();
+    let training = &meta.training;
+    Ok(Json(ModelResponse {
+        version: meta.version.clone(),
+        created_at: meta.created_at.clone(),
+        serving_since: rfc3339_of(m.loaded_at()),
+        path: m.path().display().to_string(),
+        load_seconds: m.load_seconds(),
+        params: serde_json::to_value(&meta.params).unwrap_or_default(),
+        training: serde_json::json!({
+            "data": training.data,
+            "split": training.split,
+            "features": training.features,
+            "min_rating": training.min_rating,
+            "epochs": training.epochs,
+            "early_stopping": training.early_stopping,
+            "train_seconds": training.train_seconds,
+        }),
+        counts: serde_json::json!({
+            "users": meta.users.len(),
+            "items": meta.items.len(),
+            "features": meta.vocabulary.len(),
+        }),
+        metrics: serde_json::to_value(&meta.metrics).unwrap_or_default(),
+        index: serde_json::to_value(m.index_info()).unwrap_or_default(),
+        index_quality: serde_json::to_value(m.index_quality()).unwrap_or_default(),
+    }))
+}
+
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Ready once a model is serving.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.model.load().is_some() {
+        (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready".into(),
+            }),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "not_ready".into(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    super::telemetry::metrics_response(&state)
+}
+
+/// Compares in constant time, so the token cannot be guessed byte by byte from response times.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks the admin bearer token.
+pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = state.settings.admin_token.as_bytes();
+    if token.is_empty() {
+        return Err(ApiError::AdminDisabled);
+    }
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Load a model artifact and swap it in; the old one serves until the new one is ready, and keeps
+/// serving if the new one is refused.
+#[utoipa::path(post, path = "/v1/admin/reload", request_body = ReloadRequest, tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = ReloadResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<ReloadResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadRequest::default()
+    } else {
+        super::error::parse_json(&body)?
+    };
+    let path = req
+        .path
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| state.settings.model.clone());
+    let (version, previous_version, load_seconds) = super::swap_model(&state, path).await?;
+    Ok(Json(ReloadResponse {
+        version,
+        previous_version,
+        load_seconds,
+    }))
+}

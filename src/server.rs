@@ -1,0 +1,170 @@
+//! Starting the service: bind, load (or first train) the model, serve, shut down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::fm::ModelArtifact;
+use crate::pipeline::{self, JobError, TrainJob};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The demo model could not be trained.
+    #[error("training the demo model failed: {0}")]
+    Demo(#[from] JobError),
+    /// The configured model could not be served.
+    #[error("{0}")]
+    Model(String),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound, not yet running service.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    model_path: PathBuf,
+    grace: Duration,
+}
+
+/// The model to serve: the configured one, or the demo model (trained on the synthetic data the
+/// first time, reused afterwards).
+pub fn model_path(settings: &Settings) -> Result<PathBuf, ServerError> {
+    let configured = &settings.server.model;
+    if !configured.as_os_str().is_empty() {
+        return Ok(configured.clone());
+    }
+    let demo = settings.server.demo_model_dir.clone();
+    if ModelArtifact::load(&demo).is_ok() {
+        return Ok(demo);
+    }
+    tracing::info!(dir = %demo.display(), "no model configured: training the demo model on synthetic data");
+    let mut demo_settings = settings.clone();
+    demo_settings.data.format = crate::data::Format::Synthetic;
+    // Side features too, so that cold-start recall from features works out of the box.
+    demo_settings.data.features = crate::data::FeatureSet::Hybrid;
+    demo_settings.train.out = demo.clone();
+    let job = TrainJob::from_settings(&demo_settings)?;
+    let summary = pipeline::run_train(&job, &mut |_| {})?;
+    tracing::info!(version = %summary.version, "demo model trained");
+    Ok(demo)
+}
+
+impl Application {
+    /// Binds the configured address (port 0 picks a free port).
+    pub async fn build(
+        settings: &Settings,
+        model_path: PathBuf,
+    ) -> Result<Application, ServerError> {
+        let addr = settings.server.bind.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let mut server_settings = settings.server.clone();
+        server_settings.model = model_path.clone();
+        let state = AppState::new(server_settings, settings.index.clone(), settings.layers);
+        Ok(Application {
+            listener,
+            state,
+            model_path,
+            grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests for at most the grace
+    /// period. The model loads in the background (`/readyz` says when); if it cannot be loaded at
+    /// start, the service stops with the reason.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Application {
+            listener,
+            state,
+            model_path,
+            grace,
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let app = api::router(state.clone());
+        let mut drained = stop_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = drained.wait_for(|s| *s).await;
+        });
+        let loader = {
+            let state = state.clone();
+            async move { api::swap_model(&state, model_path).await }
+        };
+        let serving = tokio::spawn(async move { server.await });
+        tokio::pin!(shutdown);
+        let load_failed = tokio::select! {
+            loaded = loader => loaded.err(),
+            _ = &mut shutdown => { let _ = stop_tx.send(true); None }
+        };
+        if let Some(e) = load_failed {
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(grace, serving).await;
+            return Err(ServerError::Model(e.to_string()));
+        }
+        if !*stop_rx.borrow() {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+        tracing::info!(
+            grace_seconds = grace.as_secs(),
+            "shutting down: draining requests"
+        );
+        match tokio::time::timeout(grace, serving).await {
+            Ok(Ok(result)) => result.map_err(ServerError::Io),
+            Ok(Err(join)) => Err(ServerError::Io(std::io::Error::other(join))),
+            Err(_) => {
+                tracing::warn!("grace period over; closing remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,315 @@
+//! A model ready to serve: the artifact, its item vectors, the recall index over them, and the
+//! look-ups from external ids. Pure computation: the HTTP layer parses requests and calls these.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::FeatureRows;
+use crate::fm::artifact::ArtifactMeta;
+use crate::fm::{ArtifactError, FmModel, ItemVectors, ModelArtifact, UserQuery};
+use crate::recall::{
+    self, ExactIndex, Filter, IndexError, IndexInfo, IndexQuality, IndexSettings, RecallIndex,
+};
+
+/// Why a request could not be answered, or a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The user id is unknown and no features were given.
+    #[error("unknown user {0:?}: give its features for a cold-start recall")]
+    UnknownUser(String),
+    /// Neither an id nor features.
+    #[error("give a user_id or a list of features")]
+    NoUser,
+    /// An item id is not in the catalog.
+    #[error("unknown item {0:?}")]
+    UnknownItem(String),
+    /// The artifact could not be loaded.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// The index refused the vectors or the query.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// A user as a request describes them.
+#[derive(Debug, Clone, Default)]
+pub struct UserSpec {
+    /// External id; known users bring their features and their train items.
+    pub id: Option<String>,
+    /// Features (`age:25-34`); with an unknown id, or none, this is a cold-start user.
+    pub features: Option<Vec<String>>,
+}
+
+/// One recall question.
+#[derive(Debug, Clone)]
+pub struct RecallQuery {
+    /// Who.
+    pub user: UserSpec,
+    /// How many items.
+    pub k: usize,
+    /// Leave out the user's train items.
+    pub exclude_seen: bool,
+    /// Leave out these item ids too (unknown ids are ignored).
+    pub exclude_items: Vec<String>,
+    /// Search breadth for graph indexes.
+    pub ef: Option<usize>,
+}
+
+/// An item with its exact FM score.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ScoredItem {
+    /// External item id.
+    pub item_id: String,
+    /// Title, where the catalog has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Exact FM score y(user ∪ item).
+    pub score: f32,
+}
+
+/// A recall answer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Recalled {
+    /// Best first.
+    pub items: Vec<ScoredItem>,
+    /// Features the model does not know (ignored).
+    pub unknown_features: Vec<String>,
+    /// Whether the user was served from features alone.
+    pub cold_start: bool,
+}
+
+/// The resolved user: query vector, seen items, unknown features.
+struct ResolvedUser {
+    query: UserQuery,
+    seen: Vec<u32>,
+    unknown: Vec<String>,
+    cold: bool,
+}
+
+/// A loaded model with its index.
+pub struct ServingModel {
+    artifact: ModelArtifact,
+    path: PathBuf,
+    user_index: HashMap<String, u32>,
+    item_index: HashMap<String, u32>,
+    user_rows: FeatureRows,
+    items: Arc<ItemVectors>,
+    /// Item factor sums q_i scaled to unit length, for cosine similarity.
+    directions: Arc<ExactIndex>,
+    index: Arc<dyn RecallIndex>,
+    quality: Option<IndexQuality>,
+    load_seconds: f64,
+    loaded_at: std::time::SystemTime,
+}
+
+impl ServingModel {
+    /// Loads an artifact, computes its item vectors and builds and checks the index. Takes seconds
+    /// for large catalogs: call it off the request path.
+    pub fn load(path: &Path, settings: &IndexSettings) -> Result<ServingModel, ServeError> {
+        let started = Instant::now();
+        let artifact = ModelArtifact::load(path)?;
+        let meta = &artifact.meta;
+        let vocab = &meta.vocabulary;
+        let user_rows = FeatureRows::encode(vocab, &meta.users);
+        let item_rows = FeatureRows::encode(vocab, &meta.items);
+        let items = Arc::new(ItemVectors::new(&artifact.model, &item_rows));
+        // A sample of real user queries to check the graph against brute force.
+        let step = (meta.users.len() / settings.check_queries.max(1)).max(1);
+        let sample: Vec<Vec<f32>> = (0..meta.users.len())
+            .step_by(step)
+            .map(|u| UserQuery::new(&artifact.model, user_rows.row(u)).vector)
+            .collect();
+        let (index, quality) = recall::build(items.clone(), settings, &sample)?;
+        let directions = Arc::new(ExactIndex::new(Arc::new(unit_directions(&items))));
+        Ok(ServingModel {
+            user_index: index_of(meta.users.iter().map(|u| &u.id)),
+            item_index: index_of(meta.items.iter().map(|i| &i.id)),
+            path: path.to_path_buf(),
+            artifact,
+            user_rows,
+            items,
+            directions,
+            index,
+            quality,
+            load_seconds: started.elapsed().as_secs_f64(),
+            loaded_at: std::time::SystemTime::now(),
+        })
+    }
+
+    /// The artifact's metadata.
+    pub fn meta(&self) -> &ArtifactMeta {
+        &self.artifact.meta
+    }
+
+    /// The FM parameters.
+    pub fn model(&self) -> &FmModel {
+        &self.artifact.model
+    }
+
+    /// Where the artifact was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The index's description.
+    pub fn index_info(&self) -> IndexInfo {
+        self.index.info()
+    }
+
+    /// The index's measured quality against brute force (None for exact search).
+    pub fn index_quality(&self) -> Option<IndexQuality> {
+        self.quality
+    }
+
+    /// Seconds from "model file" to "ready to serve".
+    pub fn load_seconds(&self) -> f64 {
+        self.load_seconds
+    }
+
+    /// When this model started serving.
+    pub fn loaded_at(&self) -> std::time::SystemTime {
+        self.loaded_at
+    }
+
+    /// Number of items in the catalog.
+    pub fn item_count(&self) -> usize {
+        self.items.len()
+    }
+
+    fn resolve(&self, user: &UserSpec) -> Result<ResolvedUser, ServeError> {
+        let known = user
+            .id
+            .as_ref()
+            .and_then(|id| self.user_index.get(id))
+            .copied();
+        let model = &self.artifact.model;
+        match (known, &user.features) {
+            (Some(u), None) => Ok(ResolvedUser {
+                query: UserQuery::new(model, self.user_rows.row(u as usize)),
+                seen: self.artifact.meta.seen[u as usize].clone(),
+                unknown: Vec::new(),
+                cold: false,
+            }),
+            (known, Some(features)) => {
+                // The id feature of a known user joins the given features.
+                let mut names: Vec<String> = features.clone();
+                if let Some(u) = known {
+                    names.insert(0, self.artifact.meta.users[u as usize].features[0].clone());
+                }
+                let (row, unknown) = self.artifact.meta.vocabulary.encode(&names);
+                let (idx, val): (Vec<u32>, Vec<f32>) = row.into_iter().unzip();
+                Ok(ResolvedUser {
+                    query: UserQuery::new(model, (&idx, &val)),
+                    seen: known
+                        .map_or_else(Vec::new, |u| self.artifact.meta.seen[u as usize].clone()),
+                    unknown,
+                    cold: known.is_none(),
+                })
+            }
+            (None, None) => Err(match &user.id {
+                Some(id) => ServeError::UnknownUser(id.clone()),
+                None => ServeError::NoUser,
+            }),
+        }
+    }
+
+    fn scored(&self, item: u32, score: f32) -> ScoredItem {
+        let entity = &self.artifact.meta.items[item as usize];
+        ScoredItem {
+            item_id: entity.id.clone(),
+            title: entity.title.clone(),
+            score,
+        }
+    }
+
+    /// The k items with the highest FM score for the user, under the query's exclusions.
+    pub fn recall(&self, q: &RecallQuery) -> Result<Recalled, ServeError> {
+        let user = self.resolve(&q.user)?;
+        let mut excluded: Vec<u32> = if q.exclude_seen {
+            user.seen
+        } else {
+            Vec::new()
+        };
+        excluded.extend(
+            q.exclude_items
+                .iter()
+                .filter_map(|id| self.item_index.get(id).copied()),
+        );
+        excluded.sort_unstable();
+        excluded.dedup();
+        let filter = if excluded.is_empty() {
+            Filter::All
+        } else {
+            Filter::Exclude(&excluded)
+        };
+        let hits = self.index.search(&user.query.vector, q.k, q.ef, filter)?;
+        Ok(Recalled {
+            items: hits
+                .into_iter()
+                .map(|h| self.scored(h.item, user.query.constant + h.score))
+                .collect(),
+            unknown_features: user.unknown,
+            cold_start: user.cold,
+        })
+    }
+
+    /// The full FM score of the user with each item, in the order given.
+    pub fn score(
+        &self,
+        user: &UserSpec,
+        item_ids: &[String],
+    ) -> Result<(Vec<ScoredItem>, Vec<String>), ServeError> {
+        let user = self.resolve(user)?;
+        let mut out = Vec::with_capacity(item_ids.len());
+        for id in item_ids {
+            let &i = self
+                .item_index
+                .get(id)
+                .ok_or_else(|| ServeError::UnknownItem(id.clone()))?;
+            let s = user.query.constant
+                + crate::kernels::dot(&user.query.vector, self.items.row(i as usize));
+            out.push(self.scored(i, s));
+        }
+        Ok((out, user.unknown))
+    }
+
+    /// The k items whose factor vectors are closest in cosine to this item's (itself left out).
+    pub fn similar(&self, item_id: &str, k: usize) -> Result<Vec<ScoredItem>, ServeError> {
+        let &i = self
+            .item_index
+            .get(item_id)
+            .ok_or_else(|| ServeError::UnknownItem(item_id.to_string()))?;
+        let query = self.directions.vectors().row(i as usize).to_vec();
+        let itself = [i];
+        let hits = self
+            .directions
+            .search(&query, k, None, Filter::Exclude(&itself))?;
+        Ok(hits
+            .into_iter()
+            .map(|h| self.scored(h.item, h.score))
+            .collect())
+    }
+}
+
+fn index_of<'a>(ids: impl Iterator<Item = &'a String>) -> HashMap<String, u32> {
+    ids.enumerate()
+        .map(|(i, id)| (id.clone(), i as u32))
+        .collect()
+}
+
+/// q_i (without the bias coordinate) scaled to unit length; zero vectors stay zero.
+fn unit_directions(items: &ItemVectors) -> ItemVectors {
+    let k = items.dim() - 1;
+    let mut data = Vec::with_capacity(items.len() * k);
+    for i in 0..items.len() {
+        let q = &items.row(i)[..k];
+        let norm = crate::kernels::dot(q, q).sqrt();
+        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        data.extend(q.iter().map(|x| x * scale));
+    }
+    ItemVectors::from_raw(k.max(1), data)
+}
