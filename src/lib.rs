@@ -21,3 +21,4 @@ pub mod recall;
 pub mod rng;
 pub mod server;
 pub mod serving;
+pub mod store;

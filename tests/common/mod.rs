@@ -67,3 +67,79 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
         validation_fraction: 0.1,
     }
 }
+
+/// A fresh, empty database of each backend: SQLite in a temporary folder, and PostgreSQL (a new
+/// database on the local server, dropped by [`TestDb::drop_pg`]).
+pub mod db {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The local PostgreSQL every machine of ours runs.
+    pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    /// A test database.
+    pub struct TestDb {
+        /// Its URL.
+        pub url: String,
+        /// Name of the PostgreSQL database to drop, if any.
+        pg_name: Option<String>,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    impl TestDb {
+        /// A SQLite file in a temporary folder (created on first use).
+        pub fn sqlite() -> TestDb {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/registry/fmrecall.db", dir.path().display());
+            TestDb {
+                url,
+                pg_name: None,
+                _dir: Some(dir),
+            }
+        }
+
+        /// A new PostgreSQL database.
+        pub async fn postgres() -> TestDb {
+            let name = format!(
+                "fmrecall_t_{}_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()
+            );
+            let admin = fmrecall::store::Store::connect(PG_ADMIN_URL)
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(admin.pool())
+                .await
+                .unwrap();
+            TestDb {
+                url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                pg_name: Some(name),
+                _dir: None,
+            }
+        }
+
+        /// Both backends.
+        pub async fn both() -> Vec<TestDb> {
+            vec![TestDb::sqlite(), TestDb::postgres().await]
+        }
+
+        /// Drops the PostgreSQL database (connections are closed by force).
+        pub async fn drop_pg(self) {
+            if let Some(name) = &self.pg_name {
+                if let Ok(admin) = fmrecall::store::Store::connect(PG_ADMIN_URL).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(admin.pool())
+                    .await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+-- Interactions recorded for the next training run; the same (user, item, kind, time) is stored once.
+CREATE TABLE events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id  TEXT    NOT NULL,
+    item_id  TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    weight   REAL,
+    ts       INTEGER NOT NULL,
+    UNIQUE (user_id, item_id, kind, ts)
+);

@@ -1,0 +1,256 @@
+//! The catalog: items (with an active flag), users and events, imported from datasets, written by
+//! the service, and read back for training.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{now, strings, Store, StoreError};
+use crate::data::{Dataset, Entity, Interaction, Part};
+
+/// Rows per multi-row INSERT: few round trips, well under every parameter limit.
+const BATCH: usize = 200;
+
+/// What an import added (rows already present with the same content are not counted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImportReport {
+    /// Users inserted or changed.
+    pub users: u64,
+    /// Items inserted or changed.
+    pub items: u64,
+    /// Events inserted.
+    pub events: u64,
+}
+
+/// One interaction to record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// User id.
+    pub user_id: String,
+    /// Item id.
+    pub item_id: String,
+    /// Kind of interaction (`rating`, `click`, …).
+    pub kind: String,
+    /// Rating or weight.
+    pub weight: Option<f64>,
+    /// Seconds since the epoch.
+    pub timestamp: i64,
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `width` parameters.
+fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn side_features(e: &Entity) -> String {
+    // The id feature is derived from the id; only side features are stored.
+    serde_json::to_string(&e.features.iter().skip(1).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Imports a whole dataset in one transaction: importing the same data twice changes nothing,
+    /// and a failure leaves nothing of this import behind. Item active flags are left as they are.
+    pub async fn import_dataset(&self, dataset: &Dataset) -> Result<ImportReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        let mut report = ImportReport::default();
+        for chunk in dataset.users.chunks(BATCH) {
+            let sql = format!(
+                "INSERT INTO users (id, features, updated_at) VALUES {} ON CONFLICT (id) DO UPDATE \
+                 SET features = excluded.features, updated_at = excluded.updated_at \
+                 WHERE users.features <> excluded.features",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for u in chunk {
+                q = q
+                    .bind(u.id.clone())
+                    .bind(side_features(u))
+                    .bind(stamp.clone());
+            }
+            report.users += q.execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in dataset.items.chunks(BATCH) {
+            let sql = format!(
+                "INSERT INTO items (id, title, features, updated_at) VALUES {} ON CONFLICT (id) DO UPDATE \
+                 SET title = excluded.title, features = excluded.features, updated_at = excluded.updated_at \
+                 WHERE items.features <> excluded.features OR COALESCE(items.title, '') <> COALESCE(excluded.title, '')",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for i in chunk {
+                q = q
+                    .bind(i.id.clone())
+                    .bind(i.title.clone())
+                    .bind(side_features(i))
+                    .bind(stamp.clone());
+            }
+            report.items += q.execute(&mut *tx).await?.rows_affected();
+        }
+        let events: Vec<EventRecord> = dataset
+            .interactions
+            .iter()
+            .map(|it| EventRecord {
+                user_id: dataset.users[it.user as usize].id.clone(),
+                item_id: dataset.items[it.item as usize].id.clone(),
+                kind: "rating".into(),
+                weight: it.rating.map(f64::from),
+                timestamp: it.timestamp,
+            })
+            .collect();
+        report.events = insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Records events (duplicates of stored ones are skipped); returns how many were new.
+    pub async fn record_events(&self, events: &[EventRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// The catalog as a dataset: every user, item and event, all in the train part (a split is
+    /// applied afterwards). Users seen only in events get their id feature alone.
+    pub async fn load_dataset(&self) -> Result<Dataset, StoreError> {
+        let mut ds = Dataset::default();
+        let mut user_index = std::collections::HashMap::new();
+        let mut item_index = std::collections::HashMap::new();
+        for row in sqlx::query("SELECT id, features FROM users ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let id: String = row.try_get("id")?;
+            let mut features = vec![format!("user:{id}")];
+            features.extend(strings(&row, "features")?);
+            user_index.insert(id.clone(), ds.users.len() as u32);
+            ds.users.push(Entity {
+                id,
+                title: None,
+                features,
+            });
+        }
+        for row in sqlx::query("SELECT id, title, features FROM items ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let id: String = row.try_get("id")?;
+            let mut features = vec![format!("item:{id}")];
+            features.extend(strings(&row, "features")?);
+            item_index.insert(id.clone(), ds.items.len() as u32);
+            ds.items.push(Entity {
+                id,
+                title: row.try_get("title")?,
+                features,
+            });
+        }
+        let rows = sqlx::query("SELECT user_id, item_id, weight, ts FROM events ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let user_id: String = row.try_get("user_id")?;
+            let item_id: String = row.try_get("item_id")?;
+            let user = *user_index.entry(user_id.clone()).or_insert_with(|| {
+                ds.users.push(Entity {
+                    id: user_id.clone(),
+                    title: None,
+                    features: vec![format!("user:{user_id}")],
+                });
+                ds.users.len() as u32 - 1
+            });
+            let item = *item_index.entry(item_id.clone()).or_insert_with(|| {
+                ds.items.push(Entity {
+                    id: item_id.clone(),
+                    title: None,
+                    features: vec![format!("item:{item_id}")],
+                });
+                ds.items.len() as u32 - 1
+            });
+            let weight: Option<f64> = row.try_get("weight")?;
+            ds.interactions.push(Interaction {
+                user,
+                item,
+                rating: weight.map(|w| w as f32),
+                timestamp: row.try_get("ts")?,
+                part: Part::Train,
+            });
+        }
+        Ok(ds)
+    }
+
+    /// Sets an item's active flag; false when the item is not in the catalog.
+    pub async fn set_item_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE items SET active = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(active))
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ids of deactivated items.
+    pub async fn inactive_items(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM items WHERE active = 0 ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Creates or replaces a user's side features.
+    pub async fn upsert_user(&self, id: &str, features: &[String]) -> Result<(), StoreError> {
+        let features = serde_json::to_string(features).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO users (id, features, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET features = excluded.features, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(features)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A user's side features, if the user is in the catalog.
+    pub async fn user_features(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let row = sqlx::query("SELECT features FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| strings(&r, "features")).transpose()
+    }
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[EventRecord],
+) -> Result<u64, StoreError> {
+    let mut added = 0;
+    for chunk in events.chunks(BATCH) {
+        let sql = format!(
+            "INSERT INTO events (user_id, item_id, kind, weight, ts) VALUES {} \
+             ON CONFLICT (user_id, item_id, kind, ts) DO NOTHING",
+            placeholders(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(e.user_id.clone())
+                .bind(e.item_id.clone())
+                .bind(e.kind.clone())
+                .bind(e.weight)
+                .bind(e.timestamp);
+        }
+        added += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(added)
+}
