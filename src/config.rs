@@ -93,6 +93,8 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// Bearer token of the admin routes; empty turns them off.
     pub admin_token: String,
+    /// Bearer token of the write routes (users, items, events); the admin token works too.
+    pub write_token: String,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Seconds to drain requests on shutdown.
@@ -122,6 +124,17 @@ pub struct Settings {
     pub index: crate::recall::IndexSettings,
     /// `[layers]`.
     pub layers: crate::layers::LayerLimits,
+    /// `[database]`.
+    pub database: DatabaseSettings,
+}
+
+/// `[database]`: the registry and catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://…`; empty runs without a database.
+    pub url: String,
+    /// Seconds between the service's looks at the registry and the catalog.
+    pub poll_seconds: f64,
 }
 
 impl Settings {
@@ -164,6 +177,9 @@ impl Settings {
             .hnsw
             .check()
             .map_err(|e| ConfigError(format!("index: {e}")))?;
+        if !(self.database.poll_seconds > 0.0 && self.database.poll_seconds <= 3600.0) {
+            return bad("database.poll_seconds", "must be in (0, 3600]");
+        }
         if !(0.0..=1.0).contains(&self.index.min_recall) {
             return bad("index.min_recall", "must be in [0, 1]");
         }

@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use fmrecall::config::Settings;
 use fmrecall::data::{FeatureSet, Format};
 use fmrecall::fm::Loss;
-use fmrecall::pipeline::{self, Progress, TrainJob};
+use fmrecall::pipeline::{self, Activation, Progress, TrainJob};
+use fmrecall::store::Store;
 use fmrecall::recall::{bench, HnswParams};
 use fmrecall::server;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,6 +37,53 @@ enum Command {
     BenchIndex(BenchIndexArgs),
     /// Serve recall over HTTP (trains the demo model first when no model is configured).
     Serve(ServeArgs),
+    /// Apply pending database migrations.
+    Migrate,
+    /// Load a dataset into the database (idempotent; all or nothing).
+    Import(ImportArgs),
+    /// The model registry.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// movielens, csv or synthetic.
+    #[arg(value_enum)]
+    format: Format,
+    /// Folder with the files (not for synthetic).
+    dir: Option<PathBuf>,
+    /// Synthetic data: number of users.
+    #[arg(long)]
+    users: Option<usize>,
+    /// Synthetic data: number of items.
+    #[arg(long)]
+    items: Option<usize>,
+    /// Seed of the generator.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every registered model, newest first.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One model as JSON.
+    Show {
+        /// Registry id.
+        id: i64,
+    },
+    /// Make a model the active one (replicas follow within one poll interval).
+    Activate {
+        /// Registry id.
+        id: i64,
+    },
+    /// Re-activate the model that was active before the current one.
+    Rollback,
 }
 
 #[derive(Args)]
@@ -161,6 +209,24 @@ struct TrainArgs {
     /// choosing hyper-parameters without looking at the test split).
     #[arg(long)]
     tune: bool,
+    /// Where the training data comes from: the files of --format/--data, or the database.
+    #[arg(long, value_enum, default_value = "files")]
+    source: Source,
+    /// Activate the new model in the registry.
+    #[arg(long)]
+    activate: bool,
+    /// Activate only if a figure holds, e.g. 'precision@10>=0.15'.
+    #[arg(long)]
+    activate_if: Option<String>,
+    /// Do not register the run in the registry.
+    #[arg(long)]
+    no_register: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Source {
+    Files,
+    Db,
 }
 
 #[derive(Args)]
@@ -243,11 +309,45 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             t.early_stopping |= a.early_stopping;
             let mut job = TrainJob::from_settings(&settings)?;
             job.tune = a.tune;
-            let summary = pipeline::run_train(&job, &mut progress_bar())?;
+            let activation = match (&a.activate_if, a.activate) {
+                (Some(rule), _) => Activation::If(rule.parse()?),
+                (None, true) => Activation::Always,
+                (None, false) => Activation::Never,
+            };
+            let url = settings.database.url.clone();
+            let store = if url.is_empty() || (a.no_register && a.source == Source::Files) {
+                None
+            } else {
+                Some(runtime()?.block_on(Store::open(&url))?)
+            };
+            let summary = match (a.source, &store) {
+                (Source::Db, Some(store)) => {
+                    let mut dataset = runtime()?.block_on(store.load_dataset())?;
+                    dataset.apply_split(&job.source.split, job.source.seed)?;
+                    pipeline::train_on(&job, dataset, &mut progress_bar())?
+                }
+                (Source::Db, None) => return Err("--source db needs database.url".into()),
+                (Source::Files, _) => pipeline::run_train(&job, &mut progress_bar())?,
+            };
+            let registration = match &store {
+                // Tuning runs are evaluated on validation data: not models to serve.
+                Some(store) if !a.no_register && !a.tune => {
+                    Some(runtime()?.block_on(pipeline::register(store, &summary, &activation))?)
+                }
+                _ => None,
+            };
             if a.data.json {
-                println!("{}", serde_json::to_string(&summary.to_json())?);
+                let mut out = summary.to_json();
+                if let (Some(r), Some(obj)) = (&registration, out.as_object_mut()) {
+                    obj.insert("registry_id".into(), r.registry_id.into());
+                    obj.insert("activated".into(), r.activated.into());
+                }
+                println!("{}", serde_json::to_string(&out)?);
             } else {
                 println!("{}", summary.to_text());
+                if let Some(r) = registration {
+                    println!("registry id {}: {}", r.registry_id, r.reason);
+                }
             }
         }
         Command::Eval(a) => {
@@ -274,11 +374,65 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let model = server::model_path(&settings)?;
-                let app = server::Application::build(&settings, model).await?;
+                let app = server::Application::build(&settings).await?;
                 tracing::info!(addr = %app.local_addr()?, "listening");
                 app.run_until(server::shutdown_signal()).await
             })?;
+        }
+        Command::Migrate => {
+            let store = runtime()?.block_on(Store::connect(&settings.database.url))?;
+            let applied = runtime()?.block_on(store.migrate())?;
+            println!("applied {applied} migration(s) to {}", settings.database.url);
+        }
+        Command::Import(a) => {
+            let mut data = settings.data.clone();
+            data.format = a.format;
+            set(&mut data.dir, a.dir);
+            set(&mut data.synthetic.users, a.users);
+            set(&mut data.synthetic.items, a.items);
+            set(&mut data.seed, a.seed);
+            data.split = "random:0.2".into();
+            let dataset = fmrecall::data::Dataset::load(&pipeline::data_source(&data)?)?;
+            let store = runtime()?.block_on(Store::open(&settings.database.url))?;
+            let report = runtime()?.block_on(store.import_dataset(&dataset))?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Models(cmd) => {
+            let rt = runtime()?;
+            let store = rt.block_on(Store::open(&settings.database.url))?;
+            match cmd {
+                ModelsCommand::List { json } => {
+                    let models = rt.block_on(store.list_models())?;
+                    if json {
+                        println!("{}", serde_json::to_string(&models)?);
+                    } else {
+                        println!("{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  path", "id", "status", "version", "P@10", "registered");
+                        for m in models {
+                            let p = m.metrics.get("precision@10").and_then(|v| v.as_f64());
+                            println!(
+                                "{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  {}",
+                                m.id,
+                                format!("{:?}", m.status).to_lowercase(),
+                                m.version,
+                                p.map_or("-".into(), |p| format!("{p:.4}")),
+                                m.registered_at,
+                                m.artifact_path.display()
+                            );
+                        }
+                    }
+                }
+                ModelsCommand::Show { id } => {
+                    println!("{}", serde_json::to_string_pretty(&rt.block_on(store.model(id))?)?);
+                }
+                ModelsCommand::Activate { id } => {
+                    let m = rt.block_on(store.activate(id, "cli"))?;
+                    println!("model {} ({}) is active", m.id, m.version);
+                }
+                ModelsCommand::Rollback => {
+                    let m = rt.block_on(store.rollback("cli"))?;
+                    println!("rolled back: model {} ({}) is active", m.id, m.version);
+                }
+            }
         }
         Command::BenchIndex(a) => {
             let (vectors, queries) = match &a.model {
@@ -298,6 +452,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// A runtime for the commands that talk to the database or serve.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 fn main() -> ExitCode {

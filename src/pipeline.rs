@@ -28,6 +28,9 @@ pub enum JobError {
     /// Writing or loading the artifact.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// Registering or activating the run.
+    #[error("registry: {0}")]
+    Registry(String),
     /// Writing the training report.
     #[error("{path}: {source}")]
     Report {
@@ -139,13 +142,24 @@ fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usi
     }
 }
 
-/// Runs the training job and writes the artifact and its report into `job.out`.
+/// Runs the training job on the files `job.source` names and writes the artifact and its report
+/// into `job.out` (where `{version}` stands for the new model's version).
 pub fn run_train(
     job: &TrainJob,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, JobError> {
     job.params.check()?;
-    let mut dataset = Dataset::load(&job.source)?;
+    let dataset = Dataset::load(&job.source)?;
+    train_on(job, dataset, progress)
+}
+
+/// The training job on an already loaded and split dataset (e.g. read from the database).
+pub fn train_on(
+    job: &TrainJob,
+    mut dataset: Dataset,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<TrainSummary, JobError> {
+    job.params.check()?;
     dataset.restrict_features(job.features);
     if job.tune {
         dataset = ValidationSplit::carve(
@@ -446,5 +460,136 @@ impl TrainSummary {
             _ => out.push_str("no test positives: nothing evaluated\n"),
         }
         out
+    }
+}
+
+/// A condition on a training run's figures, e.g. `precision@10>=0.15`, that must hold for the run to
+/// be activated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationRule {
+    metric: String,
+    op: &'static str,
+    value: f64,
+}
+
+impl std::str::FromStr for ActivationRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        for op in [">=", "<=", ">", "<"] {
+            if let Some((metric, value)) = s.split_once(op) {
+                let value: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{s:?}: {value:?} is not a number"))?;
+                return Ok(ActivationRule {
+                    metric: metric.trim().to_string(),
+                    op,
+                    value,
+                });
+            }
+        }
+        Err(format!("{s:?}: expected METRIC>=VALUE (or >, <=, <), e.g. precision@10>=0.15"))
+    }
+}
+
+impl ActivationRule {
+    /// Whether the run's figures satisfy the rule (false when the figure is missing).
+    pub fn holds(&self, metrics: Option<&Metrics>) -> Result<bool, String> {
+        let Some(m) = metrics else {
+            return Ok(false);
+        };
+        let figure = m
+            .named()
+            .into_iter()
+            .find(|(name, _)| *name == self.metric)
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                let names: Vec<String> = m.named().into_iter().map(|(n, _)| n).collect();
+                format!("no figure {:?}; the run has {}", self.metric, names.join(", "))
+            })?;
+        Ok(match self.op {
+            ">=" => figure >= self.value,
+            "<=" => figure <= self.value,
+            ">" => figure > self.value,
+            _ => figure < self.value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_rules_parse_and_compare() {
+        let m = Metrics { k: 10, precision: 0.16, recall: 0.3, ndcg: 0.25, auc: 0.9, users: 5 };
+        let rule: ActivationRule = "precision@10>=0.15".parse().unwrap();
+        assert!(rule.holds(Some(&m)).unwrap());
+        assert!(!"auc > 0.95".parse::<ActivationRule>().unwrap().holds(Some(&m)).unwrap());
+        assert!("precision@10=0.1".parse::<ActivationRule>().is_err());
+        assert!("recall@20>=0.1".parse::<ActivationRule>().unwrap().holds(Some(&m)).is_err());
+        assert!(!rule.holds(None).unwrap());
+    }
+}
+
+/// Whether a registered run becomes the active model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activation {
+    /// Stay a candidate.
+    Never,
+    /// Activate.
+    Always,
+    /// Activate when the rule holds on the run's test figures.
+    If(ActivationRule),
+}
+
+/// What registering a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    /// Registry id.
+    pub registry_id: i64,
+    /// Whether the run is now the active model.
+    pub activated: bool,
+    /// Why it was or was not activated.
+    pub reason: String,
+}
+
+/// Registers a finished run as a candidate and activates it according to `activation`.
+pub async fn register(
+    store: &crate::store::Store,
+    summary: &TrainSummary,
+    activation: &Activation,
+) -> Result<Registration, JobError> {
+    let artifact = ModelArtifact::load(&summary.artifact)?;
+    let record = store
+        .register_model(&artifact.meta, &summary.artifact)
+        .await
+        .map_err(|e| JobError::Registry(e.to_string()))?;
+    let (activate, reason) = match activation {
+        Activation::Never => (false, "registered as a candidate".to_string()),
+        Activation::Always => (true, "activated (--activate)".to_string()),
+        Activation::If(rule) => match rule.holds(summary.metrics.as_ref()) {
+            Ok(true) => (true, format!("activated: {rule} holds")),
+            Ok(false) => (false, format!("left a candidate: {rule} does not hold")),
+            Err(e) => (false, format!("left a candidate: {e}")),
+        },
+    };
+    if activate {
+        store
+            .activate(record.id, "train")
+            .await
+            .map_err(|e| JobError::Registry(e.to_string()))?;
+    }
+    Ok(Registration {
+        registry_id: record.id,
+        activated: activate,
+        reason,
+    })
+}
+
+impl std::fmt::Display for ActivationRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}{}", self.metric, self.op, self.value)
     }
 }

@@ -9,6 +9,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::fm::ModelArtifact;
 use crate::pipeline::{self, JobError, TrainJob};
+use crate::store::{Store, StoreError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum ServerError {
     /// The demo model could not be trained.
     #[error("training the demo model failed: {0}")]
     Demo(#[from] JobError),
+    /// The database could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The configured model could not be served.
     #[error("{0}")]
     Model(String),
@@ -38,15 +42,21 @@ pub struct Application {
     state: AppState,
     model_path: PathBuf,
     grace: Duration,
+    poll: Duration,
 }
 
-/// The model to serve: the configured one, or the demo model (trained on the synthetic data the
-/// first time, reused afterwards).
-pub fn model_path(settings: &Settings) -> Result<PathBuf, ServerError> {
-    let configured = &settings.server.model;
-    if !configured.as_os_str().is_empty() {
-        return Ok(configured.clone());
-    }
+/// Which model to serve, and whether to follow the registry afterwards.
+#[derive(Debug, Clone)]
+pub struct ModelChoice {
+    /// The artifact to load first.
+    pub path: PathBuf,
+    /// Follow the registry's active model from now on.
+    pub follow_registry: bool,
+}
+
+/// Trains the demo model (ids and side features of the synthetic data) into the demo folder unless
+/// a loadable one is there already.
+fn ensure_demo_model(settings: &Settings) -> Result<PathBuf, ServerError> {
     let demo = settings.server.demo_model_dir.clone();
     if ModelArtifact::load(&demo).is_ok() {
         return Ok(demo);
@@ -63,24 +73,81 @@ pub fn model_path(settings: &Settings) -> Result<PathBuf, ServerError> {
     Ok(demo)
 }
 
+/// The model to serve: a file named in the settings (served as is), else the registry's active
+/// model (followed as it changes), else the demo model, registered and activated so that the
+/// registry is the one source of truth from then on.
+pub async fn choose_model(settings: &Settings, store: Option<&Store>) -> Result<ModelChoice, ServerError> {
+    let configured = &settings.server.model;
+    if !configured.as_os_str().is_empty() {
+        return Ok(ModelChoice {
+            path: configured.clone(),
+            follow_registry: false,
+        });
+    }
+    let Some(store) = store else {
+        let settings = settings.clone();
+        let path = tokio::task::spawn_blocking(move || ensure_demo_model(&settings))
+            .await
+            .map_err(|e| ServerError::Model(e.to_string()))??;
+        return Ok(ModelChoice {
+            path,
+            follow_registry: false,
+        });
+    };
+    if let Some(active) = store.active_model().await? {
+        return Ok(ModelChoice {
+            path: active.artifact_path,
+            follow_registry: true,
+        });
+    }
+    let owned = settings.clone();
+    let demo = tokio::task::spawn_blocking(move || ensure_demo_model(&owned))
+        .await
+        .map_err(|e| ServerError::Model(e.to_string()))??;
+    let artifact = ModelArtifact::load(&demo).map_err(|e| ServerError::Model(e.to_string()))?;
+    let record = store.register_model(&artifact.meta, &demo.join(crate::fm::artifact::MODEL_FILE)).await?;
+    let active = store.activate(record.id, "demo").await?;
+    Ok(ModelChoice {
+        path: active.artifact_path,
+        follow_registry: true,
+    })
+}
+
 impl Application {
-    /// Binds the configured address (port 0 picks a free port).
-    pub async fn build(
+    /// Opens the database (if configured), chooses the model and binds the configured address
+    /// (port 0 picks a free port).
+    pub async fn build(settings: &Settings) -> Result<Application, ServerError> {
+        let store = match settings.database.url.as_str() {
+            "" => None,
+            url => Some(Store::open(url).await?),
+        };
+        let choice = choose_model(settings, store.as_ref()).await?;
+        Application::bind(settings, choice, store).await
+    }
+
+    /// Binds with an explicit model choice and database.
+    pub async fn bind(
         settings: &Settings,
-        model_path: PathBuf,
+        choice: ModelChoice,
+        store: Option<Store>,
     ) -> Result<Application, ServerError> {
+        let model_path = choice.path.clone();
         let addr = settings.server.bind.clone();
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let mut server_settings = settings.server.clone();
         server_settings.model = model_path.clone();
-        let state = AppState::new(server_settings, settings.index.clone(), settings.layers);
+        let mut state = AppState::new(server_settings, settings.index.clone(), settings.layers);
+        if let Some(store) = store {
+            state = state.with_store(store, choice.follow_registry);
+        }
         Ok(Application {
             listener,
             state,
             model_path,
             grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
+            poll: Duration::from_secs_f64(settings.database.poll_seconds),
         })
     }
 
@@ -106,6 +173,7 @@ impl Application {
             state,
             model_path,
             grace,
+            poll,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = api::router(state.clone());
@@ -115,7 +183,10 @@ impl Application {
         });
         let loader = {
             let state = state.clone();
-            async move { api::swap_model(&state, model_path).await }
+            async move {
+                api::refresh_catalog(&state).await;
+                api::swap_model(&state, model_path).await
+            }
         };
         let serving = tokio::spawn(async move { server.await });
         tokio::pin!(shutdown);
@@ -129,7 +200,18 @@ impl Application {
             return Err(ServerError::Model(e.to_string()));
         }
         if !*stop_rx.borrow() {
+            // Follow the registry and the catalog until shutdown.
+            let watcher = {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(poll).await;
+                        api::sync_with_registry(&state).await;
+                    }
+                })
+            };
             shutdown.await;
+            watcher.abort();
             let _ = stop_tx.send(true);
         }
         tracing::info!(

@@ -104,6 +104,8 @@ pub struct ServingModel {
     quality: Option<IndexQuality>,
     load_seconds: f64,
     loaded_at: std::time::SystemTime,
+    /// Deactivated items (sorted indices), never recalled; replaced whole when the catalog changes.
+    inactive: arc_swap::ArcSwap<Vec<u32>>,
 }
 
 impl ServingModel {
@@ -137,7 +139,26 @@ impl ServingModel {
             quality,
             load_seconds: started.elapsed().as_secs_f64(),
             loaded_at: std::time::SystemTime::now(),
+            inactive: arc_swap::ArcSwap::from_pointee(Vec::new()),
         })
+    }
+
+    /// Marks exactly these item ids as deactivated (ids this model does not know are ignored).
+    pub fn set_inactive(&self, ids: &[String]) {
+        let mut items: Vec<u32> = ids.iter().filter_map(|id| self.item_index.get(id).copied()).collect();
+        items.sort_unstable();
+        items.dedup();
+        self.inactive.store(Arc::new(items));
+    }
+
+    /// Whether the model knows this user id.
+    pub fn knows_user(&self, id: &str) -> bool {
+        self.user_index.contains_key(id)
+    }
+
+    /// The catalog entry of an item id (title and features), if the model knows it.
+    pub fn item(&self, id: &str) -> Option<&crate::data::Entity> {
+        self.item_index.get(id).map(|&i| &self.artifact.meta.items[i as usize])
     }
 
     /// The artifact's metadata.

@@ -46,6 +46,15 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The route needs the database and the service runs without one.
+    #[error("this route needs a database; none is configured (database.url)")]
+    NoDatabase,
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,6 +92,9 @@ impl ApiError {
             ApiError::AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             ApiError::ModelRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "model_refused"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::NoDatabase => (StatusCode::SERVICE_UNAVAILABLE, "no_database"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -184,6 +196,7 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
         408 => "timeout",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
+        409 => "conflict",
         422 => "unprocessable",
         429 => "too_many_requests",
         503 => "overloaded",

@@ -1,5 +1,7 @@
 //! The HTTP API (axum): routes, shared state, limits, the OpenAPI document and hot model swaps.
 
+pub mod admin;
+pub mod catalog;
 pub mod error;
 mod layers;
 pub mod routes;
@@ -23,6 +25,7 @@ use crate::config::ServerSettings;
 use crate::layers::LayerLimits;
 use crate::recall::IndexSettings;
 use crate::serving::ServingModel;
+use crate::store::Store;
 use error::ApiError;
 use telemetry::Metrics;
 
@@ -39,6 +42,14 @@ pub struct AppState {
     pub layer_limits: LayerLimits,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
+    /// The registry and catalog, when configured.
+    pub store: Option<Store>,
+    /// Whether to follow the registry's active model (false when a model file was named).
+    pub follow_registry: bool,
+    /// Deactivated item ids, as last read from the catalog; applied to every model swapped in.
+    inactive_ids: Arc<arc_swap::ArcSwap<Vec<String>>>,
+    /// A registry version that failed to load, not retried until the registry changes.
+    refused_version: Arc<std::sync::Mutex<Option<String>>>,
     /// One reload at a time.
     reload_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -56,9 +67,62 @@ impl AppState {
             index_settings: Arc::new(index_settings),
             layer_limits,
             metrics: Arc::new(Metrics::default()),
+            store: None,
+            follow_registry: false,
+            inactive_ids: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
+            refused_version: Arc::new(std::sync::Mutex::new(None)),
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
+
+    /// With a database; `follow_registry` makes the service serve whatever model is active there.
+    pub fn with_store(mut self, store: Store, follow_registry: bool) -> Self {
+        self.store = Some(store);
+        self.follow_registry = follow_registry;
+        self
+    }
+}
+
+/// Reads the deactivated items from the catalog and applies them to the serving model.
+pub async fn refresh_catalog(state: &AppState) {
+    let Some(store) = &state.store else { return };
+    match store.inactive_items().await {
+        Ok(ids) => {
+            if let Some(model) = state.model.load_full() {
+                model.set_inactive(&ids);
+            }
+            state.inactive_ids.store(Arc::new(ids));
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the catalog failed; keeping the last known state"),
+    }
+}
+
+/// One look at the registry: swaps to a newly activated model (refusing one whose file is missing or
+/// altered, while the current one keeps serving), then refreshes the catalog.
+pub async fn sync_with_registry(state: &AppState) {
+    if let (Some(store), true) = (&state.store, state.follow_registry) {
+        match store.active_model().await {
+            Ok(Some(active)) => {
+                let serving = state.model.load_full().map(|m| m.meta().version.clone());
+                let refused = state.refused_version.lock().ok().and_then(|r| r.clone());
+                if serving.as_deref() != Some(active.version.as_str()) && refused.as_deref() != Some(active.version.as_str()) {
+                    let outcome = match crate::store::verify_artifact(&active) {
+                        Ok(()) => swap_model(state, active.artifact_path.clone()).await.map(|_| ()),
+                        Err(e) => Err(ApiError::ModelRefused(e.to_string())),
+                    };
+                    if let Err(e) = outcome {
+                        tracing::error!(version = %active.version, error = %e, "active model refused; the previous one keeps serving");
+                        if let Ok(mut r) = state.refused_version.lock() {
+                            *r = Some(active.version.clone());
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the registry failed"),
+        }
+    }
+    refresh_catalog(state).await;
 }
 
 /// Loads, validates and indexes the model at `path` on the blocking pool, then swaps it in.
@@ -73,6 +137,7 @@ pub async fn swap_model(
         .await
         .map_err(|e| ApiError::Internal(format!("loader failed: {e}")))?
         .map_err(|e| ApiError::ModelRefused(e.to_string()))?;
+    loaded.set_inactive(&state.inactive_ids.load());
     let version = loaded.meta().version.clone();
     let seconds = loaded.load_seconds();
     let previous = state.model.swap(Some(Arc::new(loaded)));
@@ -86,7 +151,8 @@ pub async fn swap_model(
     info(title = "fmrecall", description = "Recommendation recall on a Factorization Machine."),
     paths(
         routes::recall, routes::recall_batch, routes::score, routes::similar, routes::model,
-        routes::healthz, routes::readyz, routes::metrics, routes::reload,
+        routes::healthz, routes::readyz, routes::metrics, admin::reload, admin::list_models,
+        admin::activate, admin::rollback, catalog::put_user, catalog::patch_item, catalog::post_events,
         layers::batchnorm, layers::layernorm, layers::dropout, layers::rnn, layers::lstm,
         layers::gcn, layers::gnn, layers::fm, layers::rnn_stability, layers::gnn_smoothing,
     ),
@@ -129,7 +195,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/score", post(routes::score))
         .route("/v1/items/{item_id}/similar", get(routes::similar))
         .route("/v1/model", get(routes::model))
-        .route("/v1/admin/reload", post(routes::reload))
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/models", get(admin::list_models))
+        .route("/v1/admin/models/{id}/activate", post(admin::activate))
+        .route("/v1/admin/rollback", post(admin::rollback))
+        .route("/v1/users/{user_id}", axum::routing::put(catalog::put_user))
+        .route("/v1/items/{item_id}", axum::routing::patch(catalog::patch_item))
+        .route("/v1/events", post(catalog::post_events))
         .route("/v1/layers/batchnorm", post(layers::batchnorm))
         .route("/v1/layers/layernorm", post(layers::layernorm))
         .route("/v1/layers/dropout", post(layers::dropout))

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -127,26 +127,6 @@ pub struct SimilarResponse {
     pub items: Vec<ScoredItem>,
 }
 
-/// `POST /v1/admin/reload`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReloadRequest {
-    /// Artifact folder or file; the configured model when absent.
-    #[serde(default)]
-    pub path: Option<String>,
-}
-
-/// What a reload did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReloadResponse {
-    /// The version now serving.
-    pub version: String,
-    /// The version that served before.
-    pub previous_version: Option<String>,
-    /// Seconds from file to ready.
-    pub load_seconds: f64,
-}
-
 /// The serving model, described.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelResponse {
@@ -198,6 +178,17 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+}
+
+/// A user the model does not know but the catalog does (created with `PUT /v1/users/{id}` after
+/// training) is served from the catalog's features.
+async fn with_catalog_features(state: &AppState, model: &ServingModel, user: &mut UserSpec) -> Result<(), ApiError> {
+    if let (Some(id), None, Some(store)) = (&user.id, &user.features, &state.store) {
+        if !model.knows_user(id) {
+            user.features = store.user_features(id).await?;
+        }
+    }
+    Ok(())
 }
 
 impl RecallRequest {
@@ -317,11 +308,12 @@ pub async fn score(
         ));
     }
     let model = serving(&state)?;
+    let mut user = UserSpec {
+        id: req.user_id,
+        features: req.features,
+    };
+    with_catalog_features(&state, &model, &mut user).await?;
     let answer = blocking(move || {
-        let user = UserSpec {
-            id: req.user_id,
-            features: req.features,
-        };
         let (scores, unknown_features) = model.score(&user, &req.item_ids)?;
         Ok(ScoreResponse {
             model_version: model.meta().version.clone(),
@@ -443,57 +435,3 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     super::telemetry::metrics_response(&state)
 }
 
-/// Compares in constant time, so the token cannot be guessed byte by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Checks the admin bearer token.
-pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = state.settings.admin_token.as_bytes();
-    if token.is_empty() {
-        return Err(ApiError::AdminDisabled);
-    }
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-/// Load a model artifact and swap it in; the old one serves until the new one is ready, and keeps
-/// serving if the new one is refused.
-#[utoipa::path(post, path = "/v1/admin/reload", request_body = ReloadRequest, tag = "admin",
-    security(("bearer" = [])),
-    responses((status = 200, body = ReloadResponse), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn reload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Json<ReloadResponse>, ApiError> {
-    authorize(&state, &headers)?;
-    let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReloadRequest::default()
-    } else {
-        super::error::parse_json(&body)?
-    };
-    let path = req
-        .path
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| state.settings.model.clone());
-    let (version, previous_version, load_seconds) = super::swap_model(&state, path).await?;
-    Ok(Json(ReloadResponse {
-        version,
-        previous_version,
-        load_seconds,
-    }))
-}

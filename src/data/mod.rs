@@ -167,6 +167,17 @@ impl Dataset {
         Ok(dataset)
     }
 
+    /// Divides interactions into train and test by a random split (the only kind a dataset read
+    /// from the database supports: canonical and file splits belong to their files).
+    pub fn apply_split(&mut self, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
+        match spec {
+            SplitSpec::Random(_) => split::apply(self, spec, seed),
+            other => Err(DataError::InvalidOption(format!(
+                "split {other}: only random:FRACTION applies to data from the database"
+            ))),
+        }
+    }
+
     /// Keeps only the id feature of every user and item when `set` is [`FeatureSet::Ids`].
     pub fn restrict_features(&mut self, set: FeatureSet) {
         if set == FeatureSet::Ids {

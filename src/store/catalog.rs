@@ -109,6 +109,23 @@ impl Store {
         Ok(report)
     }
 
+    /// Adds items that are not in the catalog yet (existing rows are left alone).
+    pub async fn import_items(&self, items: &[Entity]) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for chunk in items.chunks(BATCH) {
+            let sql = format!(
+                "INSERT INTO items (id, title, features, updated_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for i in chunk {
+                q = q.bind(i.id.clone()).bind(i.title.clone()).bind(side_features(i)).bind(now());
+            }
+            added += q.execute(&self.pool).await?.rows_affected();
+        }
+        Ok(added)
+    }
+
     /// Records events (duplicates of stored ones are skipped); returns how many were new.
     pub async fn record_events(&self, events: &[EventRecord]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -13,7 +13,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, SqlSafeStr};
 
 pub use catalog::{EventRecord, ImportReport};
-pub use registry::{ModelRecord, ModelStatus};
+pub use registry::{file_sha256, verify_artifact, ModelRecord, ModelStatus};
 
 /// Database failures.
 #[derive(Debug, thiserror::Error)]

@@ -63,14 +63,15 @@ pub fn test_settings(model: &Path, token: &str) -> Settings {
     s.server.bind = "127.0.0.1:0".into();
     s.server.model = model.to_path_buf();
     s.server.admin_token = token.into();
+    // A database of its own beside the model, so tests never touch the working folder.
+    s.database.url = format!("sqlite://{}/test-registry.db", model.display());
     s
 }
 
 impl TestApp {
     /// Starts the service and waits until it is ready.
     pub async fn spawn(settings: Settings) -> TestApp {
-        let model = settings.server.model.clone();
-        let app = Application::build(&settings, model).await.expect("binds");
+        let app = Application::build(&settings).await.expect("starts");
         let addr = app.local_addr().unwrap();
         let state = app.state();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
