@@ -8,9 +8,9 @@ use fmrecall::config::Settings;
 use fmrecall::data::{FeatureSet, Format};
 use fmrecall::fm::Loss;
 use fmrecall::pipeline::{self, Activation, Progress, TrainJob};
-use fmrecall::store::Store;
 use fmrecall::recall::{bench, HnswParams};
 use fmrecall::server;
+use fmrecall::store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -382,7 +382,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Migrate => {
             let store = runtime()?.block_on(Store::connect(&settings.database.url))?;
             let applied = runtime()?.block_on(store.migrate())?;
-            println!("applied {applied} migration(s) to {}", settings.database.url);
+            println!(
+                "applied {applied} migration(s) to {}",
+                settings.database.url
+            );
         }
         Command::Import(a) => {
             let mut data = settings.data.clone();
@@ -406,7 +409,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     if json {
                         println!("{}", serde_json::to_string(&models)?);
                     } else {
-                        println!("{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  path", "id", "status", "version", "P@10", "registered");
+                        println!(
+                            "{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  path",
+                            "id", "status", "version", "P@10", "registered"
+                        );
                         for m in models {
                             let p = m.metrics.get("precision@10").and_then(|v| v.as_f64());
                             println!(
@@ -422,7 +428,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 ModelsCommand::Show { id } => {
-                    println!("{}", serde_json::to_string_pretty(&rt.block_on(store.model(id))?)?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rt.block_on(store.model(id))?)?
+                    );
                 }
                 ModelsCommand::Activate { id } => {
                     let m = rt.block_on(store.activate(id, "cli"))?;
@@ -456,7 +465,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 /// A runtime for the commands that talk to the database or serve.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn main() -> ExitCode {

@@ -259,9 +259,10 @@ pub fn train_on(
         &version,
         now,
     );
-    let path = artifact.write(&job.out)?;
-    crate::fm::report::write(&job.out, &outcome.history).map_err(|source| JobError::Report {
-        path: job.out.clone(),
+    let out = PathBuf::from(job.out.to_string_lossy().replace("{version}", &version));
+    let path = artifact.write(&out)?;
+    crate::fm::report::write(&out, &outcome.history).map_err(|source| JobError::Report {
+        path: out.clone(),
         source,
     })?;
     Ok(TrainSummary {
@@ -489,7 +490,9 @@ impl std::str::FromStr for ActivationRule {
                 });
             }
         }
-        Err(format!("{s:?}: expected METRIC>=VALUE (or >, <=, <), e.g. precision@10>=0.15"))
+        Err(format!(
+            "{s:?}: expected METRIC>=VALUE (or >, <=, <), e.g. precision@10>=0.15"
+        ))
     }
 }
 
@@ -506,7 +509,11 @@ impl ActivationRule {
             .map(|(_, v)| v)
             .ok_or_else(|| {
                 let names: Vec<String> = m.named().into_iter().map(|(n, _)| n).collect();
-                format!("no figure {:?}; the run has {}", self.metric, names.join(", "))
+                format!(
+                    "no figure {:?}; the run has {}",
+                    self.metric,
+                    names.join(", ")
+                )
             })?;
         Ok(match self.op {
             ">=" => figure >= self.value,
@@ -523,12 +530,27 @@ mod tests {
 
     #[test]
     fn activation_rules_parse_and_compare() {
-        let m = Metrics { k: 10, precision: 0.16, recall: 0.3, ndcg: 0.25, auc: 0.9, users: 5 };
+        let m = Metrics {
+            k: 10,
+            precision: 0.16,
+            recall: 0.3,
+            ndcg: 0.25,
+            auc: 0.9,
+            users: 5,
+        };
         let rule: ActivationRule = "precision@10>=0.15".parse().unwrap();
         assert!(rule.holds(Some(&m)).unwrap());
-        assert!(!"auc > 0.95".parse::<ActivationRule>().unwrap().holds(Some(&m)).unwrap());
+        assert!(!"auc > 0.95"
+            .parse::<ActivationRule>()
+            .unwrap()
+            .holds(Some(&m))
+            .unwrap());
         assert!("precision@10=0.1".parse::<ActivationRule>().is_err());
-        assert!("recall@20>=0.1".parse::<ActivationRule>().unwrap().holds(Some(&m)).is_err());
+        assert!("recall@20>=0.1"
+            .parse::<ActivationRule>()
+            .unwrap()
+            .holds(Some(&m))
+            .is_err());
         assert!(!rule.holds(None).unwrap());
     }
 }

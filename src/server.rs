@@ -76,7 +76,10 @@ fn ensure_demo_model(settings: &Settings) -> Result<PathBuf, ServerError> {
 /// The model to serve: a file named in the settings (served as is), else the registry's active
 /// model (followed as it changes), else the demo model, registered and activated so that the
 /// registry is the one source of truth from then on.
-pub async fn choose_model(settings: &Settings, store: Option<&Store>) -> Result<ModelChoice, ServerError> {
+pub async fn choose_model(
+    settings: &Settings,
+    store: Option<&Store>,
+) -> Result<ModelChoice, ServerError> {
     let configured = &settings.server.model;
     if !configured.as_os_str().is_empty() {
         return Ok(ModelChoice {
@@ -105,7 +108,9 @@ pub async fn choose_model(settings: &Settings, store: Option<&Store>) -> Result<
         .await
         .map_err(|e| ServerError::Model(e.to_string()))??;
     let artifact = ModelArtifact::load(&demo).map_err(|e| ServerError::Model(e.to_string()))?;
-    let record = store.register_model(&artifact.meta, &demo.join(crate::fm::artifact::MODEL_FILE)).await?;
+    let record = store
+        .register_model(&artifact.meta, &demo.join(crate::fm::artifact::MODEL_FILE))
+        .await?;
     let active = store.activate(record.id, "demo").await?;
     Ok(ModelChoice {
         path: active.artifact_path,

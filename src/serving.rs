@@ -145,7 +145,10 @@ impl ServingModel {
 
     /// Marks exactly these item ids as deactivated (ids this model does not know are ignored).
     pub fn set_inactive(&self, ids: &[String]) {
-        let mut items: Vec<u32> = ids.iter().filter_map(|id| self.item_index.get(id).copied()).collect();
+        let mut items: Vec<u32> = ids
+            .iter()
+            .filter_map(|id| self.item_index.get(id).copied())
+            .collect();
         items.sort_unstable();
         items.dedup();
         self.inactive.store(Arc::new(items));
@@ -158,7 +161,9 @@ impl ServingModel {
 
     /// The catalog entry of an item id (title and features), if the model knows it.
     pub fn item(&self, id: &str) -> Option<&crate::data::Entity> {
-        self.item_index.get(id).map(|&i| &self.artifact.meta.items[i as usize])
+        self.item_index
+            .get(id)
+            .map(|&i| &self.artifact.meta.items[i as usize])
     }
 
     /// The artifact's metadata.
@@ -260,6 +265,7 @@ impl ServingModel {
                 .iter()
                 .filter_map(|id| self.item_index.get(id).copied()),
         );
+        excluded.extend(self.inactive.load().iter().copied());
         excluded.sort_unstable();
         excluded.dedup();
         let filter = if excluded.is_empty() {
@@ -305,10 +311,13 @@ impl ServingModel {
             .get(item_id)
             .ok_or_else(|| ServeError::UnknownItem(item_id.to_string()))?;
         let query = self.directions.vectors().row(i as usize).to_vec();
-        let itself = [i];
+        let mut excluded: Vec<u32> = self.inactive.load().iter().copied().collect();
+        excluded.push(i);
+        excluded.sort_unstable();
+        excluded.dedup();
         let hits = self
             .directions
-            .search(&query, k, None, Filter::Exclude(&itself))?;
+            .search(&query, k, None, Filter::Exclude(&excluded))?;
         Ok(hits
             .into_iter()
             .map(|h| self.scored(h.item, h.score))

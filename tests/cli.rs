@@ -2,8 +2,14 @@
 
 use std::process::Command;
 
-fn fmrecall() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fmrecall"))
+/// The binary, with its database in a folder of the test's own (never the working folder).
+fn fmrecall_in(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fmrecall"));
+    c.env(
+        "FMRECALL_DATABASE__URL",
+        format!("sqlite://{}/registry.db", dir.display()),
+    );
+    c
 }
 
 fn last_json_line(stdout: &[u8]) -> serde_json::Value {
@@ -16,7 +22,7 @@ fn last_json_line(stdout: &[u8]) -> serde_json::Value {
 fn train_and_eval_print_the_metric_contract_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model");
-    let train = fmrecall()
+    let train = fmrecall_in(dir.path())
         .args([
             "train",
             "--format",
@@ -61,7 +67,7 @@ fn train_and_eval_print_the_metric_contract_as_json() {
     assert!(out.join("history.csv").is_file());
     assert!(out.join("training.svg").is_file());
 
-    let eval = fmrecall()
+    let eval = fmrecall_in(dir.path())
         .args([
             "eval",
             "--format",
@@ -99,7 +105,7 @@ fn a_bad_row_fails_with_its_file_and_line_and_a_nonzero_exit() {
         "user_id,item_id,rating\nu,i,4\nu,j,x\n",
     )
     .unwrap();
-    let run = fmrecall()
+    let run = fmrecall_in(dir.path())
         .args(["train", "--format", "csv", "--data"])
         .arg(dir.path())
         .arg("--out")
@@ -114,7 +120,8 @@ fn a_bad_row_fails_with_its_file_and_line_and_a_nonzero_exit() {
 
 #[test]
 fn out_of_range_parameters_are_refused_with_the_allowed_range() {
-    let run = fmrecall()
+    let dir = tempfile::tempdir().unwrap();
+    let run = fmrecall_in(dir.path())
         .args(["train", "--format", "synthetic", "--learning-rate=-1"])
         .output()
         .unwrap();
@@ -124,4 +131,89 @@ fn out_of_range_parameters_are_refused_with_the_allowed_range() {
         err.contains("learning_rate should be a finite number > 0"),
         "{err}"
     );
+}
+
+#[test]
+fn import_train_from_the_database_register_activate_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = fmrecall_in(dir.path()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(run(&["migrate"]).contains("applied 5 migration(s)"));
+    let first: serde_json::Value = serde_json::from_str(
+        run(&["import", "synthetic", "--users", "200", "--items", "100"]).trim(),
+    )
+    .unwrap();
+    assert_eq!(first["users"], 200);
+    let again: serde_json::Value = serde_json::from_str(
+        run(&["import", "synthetic", "--users", "200", "--items", "100"]).trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            again["users"].as_u64(),
+            again["items"].as_u64(),
+            again["events"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+
+    let out = |name: &str| dir.path().join(name).display().to_string();
+    let a = last_json_line(
+        run(&[
+            "train",
+            "--source",
+            "db",
+            "--epochs",
+            "2",
+            "--dim",
+            "8",
+            "--json",
+            "--activate",
+            "--out",
+            &out("a"),
+        ])
+        .as_bytes(),
+    );
+    assert_eq!(a["activated"], true);
+    let b = last_json_line(
+        run(&[
+            "train",
+            "--source",
+            "db",
+            "--epochs",
+            "2",
+            "--dim",
+            "8",
+            "--seed",
+            "5",
+            "--json",
+            "--activate-if",
+            "precision@10>=2",
+            "--out",
+            &out("b"),
+        ])
+        .as_bytes(),
+    );
+    assert_eq!(
+        b["activated"], false,
+        "a rule that cannot hold leaves a candidate"
+    );
+    let b_id = b["registry_id"].as_i64().unwrap().to_string();
+    assert!(run(&["models", "activate", &b_id]).contains("is active"));
+    let list = run(&["models", "list"]);
+    assert_eq!(
+        list.matches("active").count() - list.matches("inactive").count(),
+        1,
+        "{list}"
+    );
+    assert!(run(&["models", "rollback"]).contains(&format!("model {} (", a["registry_id"])));
+    let shown: serde_json::Value = serde_json::from_str(&run(&["models", "show", &b_id])).unwrap();
+    assert_eq!(shown["status"], "retired");
 }

@@ -83,11 +83,17 @@ pub async fn reload(
 /// Checks a write-route token: the write token or the admin token.
 pub fn authorize_write(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = bearer(headers);
-    let tokens = [state.settings.write_token.as_bytes(), state.settings.admin_token.as_bytes()];
+    let tokens = [
+        state.settings.write_token.as_bytes(),
+        state.settings.admin_token.as_bytes(),
+    ];
     if tokens.iter().all(|t| t.is_empty()) {
         return Err(ApiError::AdminDisabled);
     }
-    if tokens.iter().any(|t| !t.is_empty() && constant_time_eq(given.as_bytes(), t)) {
+    if tokens
+        .iter()
+        .any(|t| !t.is_empty() && constant_time_eq(given.as_bytes(), t))
+    {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -138,9 +144,14 @@ pub struct ModelChange {
 #[utoipa::path(get, path = "/v1/admin/models", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = ModelList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<ModelList>, ApiError> {
+pub async fn list_models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ModelList>, ApiError> {
     authorize(&state, &headers)?;
-    Ok(Json(ModelList { models: store(&state)?.list_models().await? }))
+    Ok(Json(ModelList {
+        models: store(&state)?.list_models().await?,
+    }))
 }
 
 /// Activate a registered model; every replica serves it within one poll interval.
@@ -148,7 +159,11 @@ pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> R
     params(("id" = i64, Path, description = "Registry id")),
     responses((status = 200, body = ModelChange), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn activate(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<ModelChange>, ApiError> {
+pub async fn activate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<ModelChange>, ApiError> {
     authorize(&state, &headers)?;
     let active = store(&state)?.activate(id, "http").await?;
     super::sync_with_registry(&state).await;
@@ -159,7 +174,10 @@ pub async fn activate(State(state): State<AppState>, headers: HeaderMap, Path(id
 #[utoipa::path(post, path = "/v1/admin/rollback", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = ModelChange), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-pub async fn rollback(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<ModelChange>, ApiError> {
+pub async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ModelChange>, ApiError> {
     authorize(&state, &headers)?;
     let active = store(&state)?.rollback("http").await?;
     super::sync_with_registry(&state).await;

@@ -16,7 +16,10 @@ const MAX_ID: usize = 256;
 
 fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > MAX_ID || id.chars().any(char::is_control) {
-        return Err(ApiError::field(field, format!("must be 1..={MAX_ID} printable characters")));
+        return Err(ApiError::field(
+            field,
+            format!("must be 1..={MAX_ID} printable characters"),
+        ));
     }
     Ok(())
 }
@@ -57,9 +60,14 @@ pub async fn put_user(
         return Err(ApiError::field("features", "at most 1000 features"));
     }
     for (i, f) in body.features.iter().enumerate() {
-        let ok = f.split_once(':').is_some_and(|(n, v)| !n.is_empty() && !v.is_empty());
+        let ok = f
+            .split_once(':')
+            .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty());
         if !ok || f.len() > MAX_ID {
-            return Err(ApiError::field(format!("features[{i}]"), format!("{f:?} is not name:value")));
+            return Err(ApiError::field(
+                format!("features[{i}]"),
+                format!("{f:?} is not name:value"),
+            ));
         }
     }
     store(&state)?.upsert_user(&user_id, &body.features).await?;
@@ -170,7 +178,10 @@ pub async fn post_events(
     authorize_write(&state, &headers)?;
     let cap = state.settings.max_batch * 10;
     if body.events.is_empty() || body.events.len() > cap {
-        return Err(ApiError::field("events", format!("give 1..={cap} events, got {}", body.events.len())));
+        return Err(ApiError::field(
+            "events",
+            format!("give 1..={cap} events, got {}", body.events.len()),
+        ));
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -182,7 +193,10 @@ pub async fn post_events(
         let kind = e.kind.unwrap_or_else(|| "interaction".into());
         check_id(&format!("events[{i}].kind"), &kind)?;
         if e.weight.is_some_and(|w| !w.is_finite()) {
-            return Err(ApiError::field(format!("events[{i}].weight"), "must be a finite number"));
+            return Err(ApiError::field(
+                format!("events[{i}].weight"),
+                "must be a finite number",
+            ));
         }
         records.push(EventRecord {
             user_id: e.user_id,

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::Json;
 
 use super::error::{body_error, ApiError, ErrorBody};
-use super::routes::blocking;
 use super::AppState;
 use crate::layers::{self, parse_request};
 
@@ -23,7 +22,7 @@ macro_rules! layer_endpoint {
         ) -> Result<Json<$response>, ApiError> {
             let body = body.map_err(body_error)?;
             let limits = state.layer_limits;
-            let answer = blocking(move || {
+            let answer = state.compute(move || {
                 let request: $request = parse_request(&body)?;
                 Ok($run(&request, &limits)?)
             })

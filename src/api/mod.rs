@@ -52,6 +52,9 @@ pub struct AppState {
     refused_version: Arc<std::sync::Mutex<Option<String>>>,
     /// One reload at a time.
     reload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Permits for CPU-bound work: about one per core, so a burst of requests queues here instead of
+    /// oversubscribing the cores with hundreds of blocking threads.
+    cpu: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -72,7 +75,26 @@ impl AppState {
             inactive_ids: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
             refused_version: Arc::new(std::sync::Mutex::new(None)),
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+            cpu: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// Runs CPU-bound work (search, scoring, layers) on the blocking pool, at most one task per
+    /// core at a time, so the async workers stay free to accept and answer.
+    pub async fn compute<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .cpu
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(format!("compute pool closed: {e}")))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
     }
 
     /// With a database; `follow_registry` makes the service serve whatever model is active there.
@@ -93,7 +115,9 @@ pub async fn refresh_catalog(state: &AppState) {
             }
             state.inactive_ids.store(Arc::new(ids));
         }
-        Err(e) => tracing::warn!(error = %e, "reading the catalog failed; keeping the last known state"),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the catalog failed; keeping the last known state")
+        }
     }
 }
 
@@ -105,9 +129,13 @@ pub async fn sync_with_registry(state: &AppState) {
             Ok(Some(active)) => {
                 let serving = state.model.load_full().map(|m| m.meta().version.clone());
                 let refused = state.refused_version.lock().ok().and_then(|r| r.clone());
-                if serving.as_deref() != Some(active.version.as_str()) && refused.as_deref() != Some(active.version.as_str()) {
+                if serving.as_deref() != Some(active.version.as_str())
+                    && refused.as_deref() != Some(active.version.as_str())
+                {
                     let outcome = match crate::store::verify_artifact(&active) {
-                        Ok(()) => swap_model(state, active.artifact_path.clone()).await.map(|_| ()),
+                        Ok(()) => swap_model(state, active.artifact_path.clone())
+                            .await
+                            .map(|_| ()),
                         Err(e) => Err(ApiError::ModelRefused(e.to_string())),
                     };
                     if let Err(e) = outcome {
@@ -200,7 +228,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/models/{id}/activate", post(admin::activate))
         .route("/v1/admin/rollback", post(admin::rollback))
         .route("/v1/users/{user_id}", axum::routing::put(catalog::put_user))
-        .route("/v1/items/{item_id}", axum::routing::patch(catalog::patch_item))
+        .route(
+            "/v1/items/{item_id}",
+            axum::routing::patch(catalog::patch_item),
+        )
         .route("/v1/events", post(catalog::post_events))
         .route("/v1/layers/batchnorm", post(layers::batchnorm))
         .route("/v1/layers/layernorm", post(layers::layernorm))

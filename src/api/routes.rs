@@ -171,18 +171,13 @@ fn serving(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
     state.model.load_full().ok_or(ApiError::NotReady)
 }
 
-/// Runs CPU-bound work on the blocking pool so the async workers stay free.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
-}
-
 /// A user the model does not know but the catalog does (created with `PUT /v1/users/{id}` after
 /// training) is served from the catalog's features.
-async fn with_catalog_features(state: &AppState, model: &ServingModel, user: &mut UserSpec) -> Result<(), ApiError> {
+async fn with_catalog_features(
+    state: &AppState,
+    model: &ServingModel,
+    user: &mut UserSpec,
+) -> Result<(), ApiError> {
     if let (Some(id), None, Some(store)) = (&user.id, &user.features, &state.store) {
         if !model.knows_user(id) {
             user.features = store.user_features(id).await?;
@@ -235,16 +230,18 @@ pub async fn recall(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RecallRequest>,
 ) -> Result<Json<RecallResponse>, ApiError> {
-    let query = req.into_query(state.settings.max_k, "")?;
+    let mut query = req.into_query(state.settings.max_k, "")?;
     let model = serving(&state)?;
-    let answer = blocking(move || {
-        let recalled = model.recall(&query)?;
-        Ok(RecallResponse {
-            model_version: model.meta().version.clone(),
-            recalled,
+    with_catalog_features(&state, &model, &mut query.user).await?;
+    let answer = state
+        .compute(move || {
+            let recalled = model.recall(&query)?;
+            Ok(RecallResponse {
+                model_version: model.meta().version.clone(),
+                recalled,
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(Json(answer))
 }
 
@@ -269,20 +266,21 @@ pub async fn recall_batch(
         .map(|(i, q)| q.into_query(state.settings.max_k, &format!("queries[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let model = serving(&state)?;
-    let answer = blocking(move || {
-        let results = queries
-            .iter()
-            .map(|q| match model.recall(q) {
-                Ok(r) => BatchItem::Ok(r),
-                Err(e) => BatchItem::Err(ApiError::from(e).body().1),
+    let answer = state
+        .compute(move || {
+            let results = queries
+                .iter()
+                .map(|q| match model.recall(q) {
+                    Ok(r) => BatchItem::Ok(r),
+                    Err(e) => BatchItem::Err(ApiError::from(e).body().1),
+                })
+                .collect();
+            Ok(BatchResponse {
+                model_version: model.meta().version.clone(),
+                results,
             })
-            .collect();
-        Ok(BatchResponse {
-            model_version: model.meta().version.clone(),
-            results,
         })
-    })
-    .await?;
+        .await?;
     Ok(Json(answer))
 }
 
@@ -313,15 +311,16 @@ pub async fn score(
         features: req.features,
     };
     with_catalog_features(&state, &model, &mut user).await?;
-    let answer = blocking(move || {
-        let (scores, unknown_features) = model.score(&user, &req.item_ids)?;
-        Ok(ScoreResponse {
-            model_version: model.meta().version.clone(),
-            scores,
-            unknown_features,
+    let answer = state
+        .compute(move || {
+            let (scores, unknown_features) = model.score(&user, &req.item_ids)?;
+            Ok(ScoreResponse {
+                model_version: model.meta().version.clone(),
+                scores,
+                unknown_features,
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(Json(answer))
 }
 
@@ -345,15 +344,16 @@ pub async fn similar(
         ));
     }
     let model = serving(&state)?;
-    let answer = blocking(move || {
-        let items = model.similar(&item_id, k)?;
-        Ok(SimilarResponse {
-            model_version: model.meta().version.clone(),
-            item_id,
-            items,
+    let answer = state
+        .compute(move || {
+            let items = model.similar(&item_id, k)?;
+            Ok(SimilarResponse {
+                model_version: model.meta().version.clone(),
+                item_id,
+                items,
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(Json(answer))
 }
 
@@ -434,4 +434,3 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     super::telemetry::metrics_response(&state)
 }
-

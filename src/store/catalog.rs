@@ -119,7 +119,11 @@ impl Store {
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for i in chunk {
-                q = q.bind(i.id.clone()).bind(i.title.clone()).bind(side_features(i)).bind(now());
+                q = q
+                    .bind(i.id.clone())
+                    .bind(i.title.clone())
+                    .bind(side_features(i))
+                    .bind(now());
             }
             added += q.execute(&self.pool).await?.rows_affected();
         }
