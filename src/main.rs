@@ -39,6 +39,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations.
     Migrate,
+    /// Exit 0 when the service on server.bind answers /healthz (for container health checks).
+    Healthcheck,
     /// Load a dataset into the database (idempotent; all or nothing).
     Import(ImportArgs),
     /// The model registry.
@@ -378,6 +380,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 tracing::info!(addr = %app.local_addr()?, "listening");
                 app.run_until(server::shutdown_signal()).await
             })?;
+        }
+        Command::Healthcheck => {
+            server::healthcheck(&settings.server.bind, std::time::Duration::from_secs(3))?;
         }
         Command::Migrate => {
             let store = runtime()?.block_on(Store::connect(&settings.database.url))?;

@@ -255,3 +255,28 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
 }
+
+/// `fmrecall healthcheck`: GET /healthz on the configured address (0.0.0.0 becomes 127.0.0.1), for
+/// container health checks that need no extra tools. Errors say what failed.
+pub fn healthcheck(bind: &str, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let target = bind.replacen("0.0.0.0", "127.0.0.1", 1);
+    let addr = target
+        .to_socket_addrs()
+        .map_err(|e| format!("{target}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{target}: no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut answer = String::new();
+    let _ = stream.take(4096).read_to_string(&mut answer);
+    if answer.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("{addr}: unhealthy: {}", answer.lines().next().unwrap_or("no answer")))
+    }
+}
