@@ -55,9 +55,9 @@ impl Builder<'_> {
         };
         let qv = self.view.row(q);
         let qn = self.view.norms.get(q as usize).copied().unwrap_or(0.0);
-        let mut cur = self
-            .view
-            .descend::<K>(qv, qn, (self.view.dist::<K>(qv, qn, ep), ep), top, level);
+        let mut cur =
+            self.view
+                .descend::<K>(qv, qn, (self.view.dist::<K>(qv, qn, ep), ep), top, level);
         for lc in (0..=level.min(top)).rev() {
             s.begin(n);
             self.view
@@ -71,7 +71,7 @@ impl Builder<'_> {
             );
             b.found.sort_unstable_by(by_distance);
             // M links for the new node on every layer, as in the paper (Mmax0 = 2M only caps others).
-            self.view.select::<K>(&b.found, links.m, &mut b.selected);
+            self.view.select::<K>(q, &b.found, links.m, &mut b.selected);
             b.ids.clear();
             b.ids.extend(b.selected.iter().map(|&(_, id)| id));
             {
@@ -111,7 +111,7 @@ impl Builder<'_> {
             }
             b.cands.sort_unstable_by(by_distance);
             self.view
-                .select::<K>(&b.cands, links.cap(level), &mut b.pruned);
+                .select::<K>(nb, &b.cands, links.cap(level), &mut b.pruned);
             b.ids.clear();
             b.ids.extend(b.pruned.iter().map(|&(_, id)| id));
         }
@@ -136,21 +136,22 @@ fn insert_dispatch(builder: &Builder<'_>, q: u32, s: &mut Scratch, b: &mut Bufs)
 }
 
 /// Links every node of `links` (whose levels are already drawn) over the vectors `data` with
-/// `threads` threads, under −⟨·,·⟩ or, with `l2`, squared L2; returns the entry point and the top
-/// level.
+/// `threads` threads, in `space`; returns the entry point and the top level.
 pub(super) fn build(
     data: &[f32],
     dim: usize,
     links: &Links,
     ef_construction: usize,
     threads: usize,
-    l2: bool,
+    space: super::BuildSpace,
 ) -> (u32, usize) {
+    let l2 = space == super::BuildSpace::L2;
+    let prune_l2 = space == super::BuildSpace::InnerProductL2Prune;
     let n = links.len();
     if n == 0 {
         return (0, 0);
     }
-    let norms: Vec<f32> = if l2 {
+    let norms: Vec<f32> = if l2 || prune_l2 {
         data.chunks_exact(dim)
             .map(|r| crate::kernels::dot(r, r))
             .collect()
@@ -163,6 +164,8 @@ pub(super) fn build(
             dim,
             links,
             norms: &norms,
+            l2,
+            prune_l2,
         },
         locks: (0..n).map(|_| Mutex::new(())).collect(),
         entry: Mutex::new((0, links.levels[0] as usize)),

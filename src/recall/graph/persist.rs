@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::links::{Links, NO_UPPER};
 use super::tombstones::Tombstones;
-use super::{GraphIndex, GraphParams, Metric};
+use super::{BuildSpace, GraphIndex, GraphParams, Metric};
 use crate::fm::ItemVectors;
 
 const MAGIC: &[u8; 8] = b"FMRGRAPH";
@@ -76,7 +76,9 @@ pub(super) fn fingerprint(v: &ItemVectors) -> [u8; 32] {
     let mut buf = Vec::with_capacity(4096);
     for chunk in v.as_slice().chunks(1024) {
         buf.clear();
-        chunk.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+        chunk
+            .iter()
+            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
         h.update(&buf);
     }
     h.finalize().into()
@@ -128,15 +130,19 @@ impl GraphIndex {
     pub fn save(&self, path: &Path) -> Result<(), GraphFileError> {
         let links = &self.links;
         let n = self.len();
-        let mut out: Vec<u8> = Vec::with_capacity(
-            HEADER + n + 4 * (links.level0.len() + links.upper.len()) + 32,
-        );
+        let mut out: Vec<u8> =
+            Vec::with_capacity(HEADER + n + 4 * (links.level0.len() + links.upper.len()) + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
+        // Low byte: the search metric; second byte: the build space (informational).
         let metric: u32 = match self.params.metric {
             Metric::InnerProduct => 0,
             Metric::Cosine => 1,
-        };
+        } | (match self.params.build_space {
+            BuildSpace::InnerProduct => 0,
+            BuildSpace::L2 => 1,
+            BuildSpace::InnerProductL2Prune => 2,
+        } << 8);
         out.extend_from_slice(&metric.to_le_bytes());
         out.extend_from_slice(&(n as u64).to_le_bytes());
         out.extend_from_slice(&(self.space.dim() as u64).to_le_bytes());
@@ -240,7 +246,13 @@ impl GraphIndex {
             return Err(GraphFileError::Checksum);
         }
 
-        let metric = match metric {
+        let build_space = match metric >> 8 {
+            0 => BuildSpace::InnerProduct,
+            1 => BuildSpace::L2,
+            2 => BuildSpace::InnerProductL2Prune,
+            other => return Err(corrupt(format!("unknown build space {other}"))),
+        };
+        let metric = match metric & 0xff {
             0 => Metric::InnerProduct,
             1 => Metric::Cosine,
             other => return Err(corrupt(format!("unknown metric {other}"))),
@@ -264,7 +276,7 @@ impl GraphIndex {
             seed,
             threads: 0,
             metric,
-            build_space: super::BuildSpace::default(),
+            build_space,
         };
         params
             .check()
@@ -325,7 +337,9 @@ fn validate(links: &Links, entry: u32, max_level: usize) -> Result<(), GraphFile
             let slot = links.slot(node, level);
             let count = slot[0].load(Ordering::Relaxed) as usize;
             if count > links.cap(level) {
-                return Err(corrupt(format!("node {node} has {count} links on layer {level}")));
+                return Err(corrupt(format!(
+                    "node {node} has {count} links on layer {level}"
+                )));
             }
             for a in &slot[1..=count] {
                 let id = a.load(Ordering::Relaxed) as usize;

@@ -41,6 +41,11 @@ impl Kernel for Avx2 {
     }
 }
 
+/// In the mixed build, e is pruned only when r is clearly nearer to it than the base is
+/// (1.2 ‖e − r‖² < ‖e − base‖²), as DiskANN's α (Subramanya et al. 2019) relaxes the paper's rule:
+/// on 20k × 32 at ef 64, self-recall 0.987 → 0.998 against 1.0; 1.5 was worse and slower.
+const PRUNE_SLACK: f32 = 1.2;
+
 /// A candidate ordered nearest-first in a max-heap.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Near(pub f32, pub u32);
@@ -137,13 +142,18 @@ impl Scratch {
     }
 }
 
-/// What a layer search reads: the vectors (row-major, `dim` wide), the lists, and the squared norms
-/// when the distance is squared L2 (a build in [`super::BuildSpace::L2`]; empty for −⟨·,·⟩).
+/// What a layer search reads: the vectors (row-major, `dim` wide), the lists, and for builds the
+/// squared norms (empty when searching) and which distance links and prunes (see
+/// [`super::BuildSpace`]).
 pub(super) struct View<'a> {
     pub data: &'a [f32],
     pub dim: usize,
     pub links: &'a Links,
     pub norms: &'a [f32],
+    /// Distance is ‖a − b‖² instead of −⟨a, b⟩.
+    pub l2: bool,
+    /// The heuristic's domination test uses ‖a − b‖² while candidates are ranked by −⟨a, b⟩.
+    pub prune_l2: bool,
 }
 
 impl View<'_> {
@@ -157,7 +167,7 @@ impl View<'_> {
     #[inline(always)]
     pub fn dist<K: Kernel>(&self, q: &[f32], qn: f32, id: u32) -> f32 {
         let dot = K::dot(q, self.row(id));
-        if self.norms.is_empty() {
+        if !self.l2 {
             -dot
         } else {
             qn + self.norms[id as usize] - 2.0 * dot
@@ -205,6 +215,8 @@ impl View<'_> {
     /// `scratch.results` (Alg. 2). Disallowed nodes are still walked through, so the filter is
     /// applied inside the beam without cutting the graph; while fewer than `ef` allowed nodes are
     /// held the search keeps expanding (as hnswlib does), which is why selective filters go exact.
+    // Flat arguments on purpose: this is the hot loop, inlined into each kernel's root function.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn search_layer<K: Kernel>(
         &self,
@@ -264,17 +276,34 @@ impl View<'_> {
     /// base than to every neighbour kept so far, so links spread over directions instead of piling
     /// into one cluster. `cands` holds (distance to base, id) sorted nearest-first; keeps ≤ `m`.
     #[inline(always)]
-    pub fn select<K: Kernel>(&self, cands: &[(f32, u32)], m: usize, out: &mut Vec<(f32, u32)>) {
+    pub fn select<K: Kernel>(
+        &self,
+        base: u32,
+        cands: &[(f32, u32)],
+        m: usize,
+        out: &mut Vec<(f32, u32)>,
+    ) {
         out.clear();
         if cands.len() <= m {
             out.extend_from_slice(cands);
             return;
         }
+        let mixed = self.prune_l2 && !self.l2;
         for &(d, e) in cands {
             if out.len() >= m {
                 break;
             }
-            let good = out.iter().all(|&(_, r)| self.pair::<K>(e, r) >= d);
+            let good = if mixed {
+                // d = −⟨e, base⟩, so ‖e − base‖² = ‖e‖² + ‖base‖² + 2d.
+                let ne = self.norms[e as usize];
+                let to_base = ne + self.norms[base as usize] + 2.0 * d;
+                out.iter().all(|&(_, r)| {
+                    let to_r = ne + self.norms[r as usize] - 2.0 * K::dot(self.row(e), self.row(r));
+                    PRUNE_SLACK * to_r >= to_base
+                })
+            } else {
+                out.iter().all(|&(_, r)| self.pair::<K>(e, r) >= d)
+            };
             if good {
                 out.push((d, e));
             }
