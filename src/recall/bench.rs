@@ -176,6 +176,7 @@ pub fn run(
         memory_mib / mib(vector_bytes + link_bytes).max(1e-9),
         graph.self_recall(2000, Some(64))?
     ));
+    notes.push(persist_note(&graph, &vectors));
     for &ef in efs {
         let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
         rows.push(BenchRow {
@@ -241,6 +242,28 @@ pub fn run(
         memory_mib,
     });
     Ok(report)
+}
+
+/// Saves the graph to a temporary file and times loading it back (model file to ready to serve).
+fn persist_note(graph: &GraphIndex, vectors: &Arc<ItemVectors>) -> String {
+    let path = std::env::temp_dir().join(format!("fmrecall-bench-{}.graph", std::process::id()));
+    let started = Instant::now();
+    if let Err(e) = graph.save(&path) {
+        return format!("graph file: save failed: {e}");
+    }
+    let saved = started.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+    let started = Instant::now();
+    let loaded = GraphIndex::load(&path, vectors.clone());
+    let load = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    match loaded {
+        Ok(_) => format!(
+            "graph file: {:.1} MiB, saved in {saved:.2} s, loaded and verified (checksum, fingerprint, links) in {load:.2} s",
+            mib(size)
+        ),
+        Err(e) => format!("graph file: load failed: {e}"),
+    }
 }
 
 /// The hnswlib baseline script, embedded so the bench runs from any directory.
