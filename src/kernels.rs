@@ -58,7 +58,7 @@ mod avx2 {
 
 /// Whether the AVX2 + FMA kernels can run here (cached by the standard library).
 #[inline]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -67,6 +67,27 @@ fn has_avx2() -> bool {
     {
         false
     }
+}
+
+/// The dot body for callers that compile a whole loop for one instruction set (graph search):
+/// inlined into a `#[target_feature(enable = "avx2,fma")]` function with `fma = true` it becomes
+/// the AVX2 kernel without a call per vector; anywhere else pass `fma = false`.
+#[inline(always)]
+pub(crate) fn dot_inline(a: &[f32], b: &[f32], fma: bool) -> f32 {
+    dot_body(a, b, fma)
+}
+
+/// Hints the CPU to start loading the cache line at `p`; graph search issues it for the vectors it
+/// is about to score, so their loads overlap (a no-op off x86-64).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch never faults, whatever the address; SSE is part of the x86-64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// ⟨a, b⟩ over the common length.

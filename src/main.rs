@@ -458,10 +458,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ef_construction: a.ef_construction,
                 ..HnswParams::default()
             };
-            let rows = bench::run(std::sync::Arc::new(vectors), &queries, &params, &a.ef)?;
-            print!("{}", bench::table(&rows));
+            let report = bench::run(std::sync::Arc::new(vectors), &queries, &params, &a.ef)?;
+            for note in &report.notes {
+                println!("{note}");
+            }
+            print!("{}", bench::table(&report.rows));
             if a.json {
-                println!("{}", serde_json::to_string(&rows)?);
+                println!("{}", serde_json::to_string(&report.rows)?);
             }
         }
     }

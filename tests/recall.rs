@@ -182,7 +182,8 @@ fn auto_picks_exact_for_small_catalogs_and_a_graph_above_the_threshold() {
         ..Default::default()
     };
     let (index, quality) = build(vectors.clone(), &settings, &queries).unwrap();
-    assert_eq!(index.info().kind, "hnsw_rs");
+    // Our own graph: it measured fastest (README, bench-index).
+    assert_eq!(index.info().kind, "graph");
     assert!(quality.unwrap().recall_at_10 >= 0.9);
 
     let strict = IndexSettings {

@@ -1,17 +1,20 @@
 //! `fmrecall bench-index`: build seconds, recall@10 against exact search, single-thread queries/s
-//! and memory for brute force and graph indexes on the same vectors and queries.
+//! and memory for brute force, our graph, hnsw_rs and (when installed) hnswlib on the same vectors
+//! and queries, unfiltered and with a filter that allows 1% of the items.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{ExactIndex, Filter, HnswParams, HnswRsIndex, IndexError, RecallIndex};
+use super::{
+    ExactIndex, Filter, GraphIndex, GraphParams, HnswParams, HnswRsIndex, IndexError, RecallIndex,
+};
 use crate::fm::ItemVectors;
 use crate::rng::Rng;
 
 /// One line of the benchmark table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchRow {
     /// Index kind, with the filter when there is one.
     pub index: String,
@@ -20,7 +23,7 @@ pub struct BenchRow {
     /// Build wall time.
     pub build_seconds: f64,
     /// Mean recall@10 against exact search.
-    #[serde(rename = "recall@10")]
+    #[serde(rename = "recall@10", alias = "recall_at_10")]
     pub recall_at_10: f64,
     /// Queries per second on one thread.
     pub qps: f64,
@@ -86,14 +89,28 @@ fn run_queries(
     ))
 }
 
-/// Runs the whole table: exact search, then hnsw_rs at every `ef`, unfiltered and with a filter that
-/// allows 1% of the items.
+/// What `run` measured: the table rows and notes printed above it (self-recall, skipped columns).
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    /// Table rows.
+    pub rows: Vec<BenchRow>,
+    /// One-line remarks.
+    pub notes: Vec<String>,
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs the whole table: exact search, our graph, hnswlib (subprocess, when `import hnswlib` works
+/// in `$FMRECALL_PYTHON`, default `python3`) and hnsw_rs at every `ef`, unfiltered and with a filter
+/// that allows 1% of the items. Graph indexes build with every core.
 pub fn run(
     vectors: Arc<ItemVectors>,
     queries: &[Vec<f32>],
     params: &HnswParams,
     efs: &[usize],
-) -> Result<Vec<BenchRow>, IndexError> {
+) -> Result<BenchReport, IndexError> {
     let exact = ExactIndex::new(vectors.clone());
     let truth_of = |filter: Filter<'_>| -> Result<Vec<Vec<u32>>, IndexError> {
         queries
@@ -112,8 +129,18 @@ pub fn run(
     let allowed: Vec<u32> = (0..n as u32).step_by(100).collect();
     let only = Filter::Only(&allowed);
     let truth_filtered = truth_of(only)?;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let vector_bytes = std::mem::size_of_val(vectors.as_slice());
+    let mut report = BenchReport::default();
+    let rows = &mut report.rows;
+    let notes = &mut report.notes;
+    notes.push(format!(
+        "{n} items x {} dims ({:.0} MiB raw), {} queries, {threads} build threads, queries on 1 thread",
+        vectors.dim(),
+        mib(vector_bytes),
+        queries.len()
+    ));
 
-    let mut rows = Vec::new();
     let (recall, qps) = run_queries(&exact, queries, &truth, None, Filter::All)?;
     rows.push(BenchRow {
         index: "exact".into(),
@@ -133,10 +160,66 @@ pub fn run(
         memory_mib: 0.0,
     });
 
+    // Our graph. It shares the item vectors, so its memory is the growth while building plus the
+    // vectors it searches (comparable with hnswlib, which copies them in).
+    let before = resident_bytes();
+    let graph = GraphIndex::build(vectors.clone(), GraphParams::from_hnsw(params), 0)?;
+    let growth = resident_bytes().saturating_sub(before);
+    let memory_mib = mib(growth + vector_bytes);
+    let info = graph.info();
+    let build_seconds = info.build_seconds;
+    let link_bytes = info.memory_bytes - vector_bytes;
+    notes.push(format!(
+        "graph: raw vectors + links = {:.1} MiB; measured {:.1} MiB ({:.2}x); self-recall at ef 64: {:.4}",
+        mib(info.memory_bytes),
+        memory_mib,
+        memory_mib / mib(vector_bytes + link_bytes).max(1e-9),
+        graph.self_recall(2000, Some(64))?
+    ));
+    notes.push(persist_note(&graph, &vectors));
+    for &ef in efs {
+        let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
+        rows.push(BenchRow {
+            index: "graph (ours)".into(),
+            ef: Some(ef),
+            build_seconds,
+            recall_at_10: recall,
+            qps,
+            memory_mib,
+        });
+    }
+    let ef = efs.iter().copied().max().unwrap_or(64);
+    // exact_filter_below = 0 above: this row is the beam with the predicate inside it.
+    let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
+    rows.push(BenchRow {
+        index: "graph (ours), 1% allowed, beam".into(),
+        ef: Some(ef),
+        build_seconds,
+        recall_at_10: recall,
+        qps,
+        memory_mib,
+    });
+    let graph = graph.with_exact_filter_below(super::IndexSettings::default().exact_filter_below);
+    let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
+    rows.push(BenchRow {
+        index: "graph (ours), 1% allowed, as served (exact below 2000)".into(),
+        ef: Some(ef),
+        build_seconds,
+        recall_at_10: recall,
+        qps,
+        memory_mib,
+    });
+    drop(graph);
+
+    match hnswlib_rows(&vectors, queries, &truth, params, efs, threads) {
+        Ok(mut r) => rows.append(&mut r),
+        Err(why) => notes.push(format!("hnswlib column skipped: {why}")),
+    }
+
     let before = resident_bytes();
     // exact_filter_below = 0: measure the graph's own filtered search, not the exact fallback.
     let graph = HnswRsIndex::build(vectors.clone(), params.clone(), 0)?;
-    let memory_mib = resident_bytes().saturating_sub(before) as f64 / (1024.0 * 1024.0);
+    let memory_mib = mib(resident_bytes().saturating_sub(before));
     let build_seconds = graph.info().build_seconds;
     for &ef in efs {
         let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
@@ -149,7 +232,6 @@ pub fn run(
             memory_mib,
         });
     }
-    let ef = efs.iter().copied().max().unwrap_or(64);
     let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
     rows.push(BenchRow {
         index: "hnsw_rs, 1% allowed".into(),
@@ -159,7 +241,104 @@ pub fn run(
         qps,
         memory_mib,
     });
-    Ok(rows)
+    Ok(report)
+}
+
+/// Saves the graph to a temporary file and times loading it back (model file to ready to serve).
+fn persist_note(graph: &GraphIndex, vectors: &Arc<ItemVectors>) -> String {
+    let path = std::env::temp_dir().join(format!("fmrecall-bench-{}.graph", std::process::id()));
+    let started = Instant::now();
+    if let Err(e) = graph.save(&path) {
+        return format!("graph file: save failed: {e}");
+    }
+    let saved = started.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+    let started = Instant::now();
+    let loaded = GraphIndex::load(&path, vectors.clone());
+    let load = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    match loaded {
+        Ok(_) => format!(
+            "graph file: {:.1} MiB, saved in {saved:.2} s, loaded and verified (checksum, fingerprint, links) in {load:.2} s",
+            mib(size)
+        ),
+        Err(e) => format!("graph file: load failed: {e}"),
+    }
+}
+
+/// The hnswlib baseline script, embedded so the bench runs from any directory.
+const HNSWLIB_SCRIPT: &str = include_str!("../../benches/hnswlib_baseline.py");
+
+/// Runs `benches/hnswlib_baseline.py` on the same vectors, queries and exact top-10 (passed through
+/// a temporary little-endian file); `Err` says why the column is skipped.
+fn hnswlib_rows(
+    vectors: &ItemVectors,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    params: &HnswParams,
+    efs: &[usize],
+    threads: usize,
+) -> Result<Vec<BenchRow>, String> {
+    use std::process::Command;
+    let python = std::env::var("FMRECALL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import hnswlib, numpy"])
+        .output()
+        .map_err(|e| format!("{python} not runnable ({e})"))?;
+    if !probe.status.success() {
+        return Err(format!(
+            "`import hnswlib, numpy` fails in {python} (set FMRECALL_PYTHON to a venv with hnswlib==0.8.0)"
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("fmrecall-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let script = dir.join("hnswlib_baseline.py");
+        std::fs::write(&script, HNSWLIB_SCRIPT).map_err(|e| e.to_string())?;
+        let mut buf: Vec<u8> = Vec::new();
+        let head = [
+            vectors.len(),
+            queries.len(),
+            vectors.dim(),
+            threads,
+            params.m,
+            params.ef_construction,
+            efs.len(),
+        ];
+        for v in head.iter().chain(efs) {
+            buf.extend_from_slice(&(*v as u32).to_le_bytes());
+        }
+        for x in vectors.as_slice().iter().chain(queries.iter().flatten()) {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        for t in truth {
+            for i in 0..10 {
+                let id = t.get(i).copied().unwrap_or(u32::MAX);
+                buf.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        let input = dir.join("input.bin");
+        std::fs::write(&input, &buf).map_err(|e| e.to_string())?;
+        drop(buf);
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(&input)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "hnswlib script failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<BenchRow>(l).map_err(|e| e.to_string()))
+            .collect()
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// The rows as a Markdown table.

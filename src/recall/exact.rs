@@ -104,3 +104,36 @@ impl RecallIndex for ExactIndex {
         }
     }
 }
+
+/// Exact top-k over the items that `filter` allows and `keep` accepts too: the exact path of an index
+/// with its own exclusions (the graph's tombstones) on top of the caller's filter.
+pub(crate) fn exact_top_k_where(
+    vectors: &ItemVectors,
+    query: &[f32],
+    k: usize,
+    filter: Filter<'_>,
+    keep: impl Fn(u32) -> bool,
+) -> Vec<Hit> {
+    let n = vectors.len();
+    let mut top = TopK::new(k.min(n));
+    let mut consider = |i: usize| {
+        if !keep(i as u32) {
+            return;
+        }
+        let s = dot(query, vectors.row(i));
+        if s > top.threshold() {
+            top.push(i as u32, s);
+        }
+    };
+    match filter {
+        Filter::Only(list) => list
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| i < n)
+            .for_each(&mut consider),
+        Filter::All | Filter::Exclude(_) => (0..n)
+            .filter(|&i| filter.allows(i as u32))
+            .for_each(&mut consider),
+    }
+    top.into_sorted()
+}

@@ -1,13 +1,15 @@
 //! Maximum-inner-product search over the exported item vectors [q_i; b_i].
 //!
 //! A [`RecallIndex`] answers "the k items with the largest ⟨query, item⟩" for a user query [p_u; 1],
-//! optionally under a [`Filter`] applied inside the search. Two implementations: [`ExactIndex`]
-//! (brute force; the reference, and the right choice for small catalogs) and [`HnswRsIndex`]
-//! (a graph index from hnsw_rs). Both return exact inner products, best first, so the caller adds
-//! c_u to get exact FM scores.
+//! optionally under a [`Filter`] applied inside the search. Three implementations: [`ExactIndex`]
+//! (brute force; the reference, and the right choice for small catalogs), [`GraphIndex`] (our own
+//! HNSW, the default above the small-catalog threshold because it measured fastest, see README) and
+//! [`HnswRsIndex`] (hnsw_rs). All return exact inner products, best first, so the caller adds c_u to
+//! get exact FM scores.
 
 pub mod bench;
 mod exact;
+mod graph;
 mod hnsw;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use exact::ExactIndex;
+pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
 pub use hnsw::{HnswParams, HnswRsIndex};
 
 use crate::fm::ItemVectors;
@@ -140,12 +143,14 @@ pub trait RecallIndex: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum IndexKind {
-    /// Exact below `IndexSettings::exact_below` items, a graph above.
+    /// Exact below `IndexSettings::exact_below` items, our graph ([`GraphIndex`]) above.
     Auto,
     /// Brute force.
     Exact,
     /// hnsw_rs.
     HnswRs,
+    /// Our own HNSW ([`GraphIndex`]).
+    Graph,
 }
 
 /// `[index]` settings.
@@ -247,25 +252,28 @@ pub fn build(
 ) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
     check_finite(&vectors)?;
     let exact = ExactIndex::new(vectors.clone());
-    let use_graph = match settings.kind {
-        IndexKind::Exact => false,
-        IndexKind::HnswRs => true,
-        IndexKind::Auto => vectors.len() >= settings.exact_below,
+    let graph: Box<dyn GraphLike> = match settings.kind {
+        IndexKind::Exact => return Ok((Arc::new(exact), None)),
+        IndexKind::Auto if vectors.len() < settings.exact_below => {
+            return Ok((Arc::new(exact), None))
+        }
+        IndexKind::HnswRs => Box::new(HnswRsIndex::build(
+            vectors.clone(),
+            settings.hnsw.clone(),
+            settings.exact_filter_below,
+        )?),
+        IndexKind::Auto | IndexKind::Graph => Box::new(GraphIndex::build(
+            vectors.clone(),
+            GraphParams::from_hnsw(&settings.hnsw),
+            settings.exact_filter_below,
+        )?),
     };
-    if !use_graph {
-        return Ok((Arc::new(exact), None));
-    }
-    let graph = HnswRsIndex::build(
-        vectors.clone(),
-        settings.hnsw.clone(),
-        settings.exact_filter_below,
-    )?;
     let queries: Vec<Vec<f32>> = sample_queries
         .iter()
         .take(settings.check_queries)
         .cloned()
         .collect();
-    let recall_at_10 = measure_recall(&graph, &exact, &queries, 10, None)?;
+    let recall_at_10 = measure_recall(graph.as_index(), &exact, &queries, 10, None)?;
     let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     let quality = IndexQuality {
         recall_at_10,
@@ -279,7 +287,38 @@ pub fn build(
             floor: settings.min_recall,
         });
     }
-    Ok((Arc::new(graph), Some(quality)))
+    Ok((graph.into_arc(), Some(quality)))
+}
+
+/// What `build` needs of either graph index beyond [`RecallIndex`].
+trait GraphLike: RecallIndex {
+    fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError>;
+    fn as_index(&self) -> &dyn RecallIndex;
+    fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex>;
+}
+
+impl GraphLike for HnswRsIndex {
+    fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
+        HnswRsIndex::self_recall(self, exact, sample)
+    }
+    fn as_index(&self) -> &dyn RecallIndex {
+        self
+    }
+    fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex> {
+        Arc::from(self as Box<dyn RecallIndex>)
+    }
+}
+
+impl GraphLike for GraphIndex {
+    fn self_recall(&self, _exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
+        GraphIndex::self_recall(self, sample, None)
+    }
+    fn as_index(&self) -> &dyn RecallIndex {
+        self
+    }
+    fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex> {
+        Arc::from(self as Box<dyn RecallIndex>)
+    }
 }
 
 /// Keeps the k best hits seen so far; `push` is O(log k).

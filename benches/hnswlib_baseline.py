@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""hnswlib baseline for `fmrecall bench-index` (run by the Rust bench as a subprocess).
+
+Reads one little-endian binary file written by src/recall/bench.rs:
+  u32 n, n_queries, dim, threads, m, ef_construction, n_efs; u32 efs[n_efs];
+  f32 vectors[n * dim]; f32 queries[n_queries * dim]; u32 truth[n_queries * 10]
+(truth = the exact inner-product top-10 computed by the Rust side). Builds
+hnswlib.Index(space='ip') with the same M, ef_construction and threads, and prints
+one JSON object per ef on stdout: index, ef, build_seconds, recall@10, qps, memory_mib.
+qps is measured on one thread with the whole batch handed to hnswlib in one call (its C++
+loop, no Python overhead per query: the baseline at its best).
+"""
+import json
+import sys
+import time
+
+import hnswlib
+import numpy as np
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def main(path):
+    raw = open(path, "rb").read()
+    head = np.frombuffer(raw, dtype="<u4", count=7)
+    n, nq, dim, threads, m, efc, n_efs = (int(x) for x in head)
+    at = 7 * 4
+    efs = [int(x) for x in np.frombuffer(raw, dtype="<u4", count=n_efs, offset=at)]
+    at += 4 * n_efs
+    vectors = np.frombuffer(raw, dtype="<f4", count=n * dim, offset=at).reshape(n, dim)
+    at += 4 * n * dim
+    queries = np.frombuffer(raw, dtype="<f4", count=nq * dim, offset=at).reshape(nq, dim)
+    at += 4 * nq * dim
+    truth = np.frombuffer(raw, dtype="<u4", count=nq * 10, offset=at).reshape(nq, 10)
+
+    before = rss_bytes()
+    started = time.perf_counter()
+    index = hnswlib.Index(space="ip", dim=dim)
+    index.init_index(max_elements=n, ef_construction=efc, M=m, random_seed=100)
+    index.add_items(vectors, np.arange(n), num_threads=threads)
+    build_seconds = time.perf_counter() - started
+    memory_mib = (rss_bytes() - before) / (1024 * 1024)
+
+    index.set_num_threads(1)
+    for ef in efs:
+        index.set_ef(max(ef, 10))
+        started = time.perf_counter()
+        labels, _ = index.knn_query(queries, k=10, num_threads=1)
+        seconds = max(time.perf_counter() - started, 1e-9)
+        hits = sum(len(set(labels[i].tolist()) & set(truth[i].tolist())) for i in range(nq))
+        print(json.dumps({
+            "index": "hnswlib 0.8 (C++)",
+            "ef": ef,
+            "build_seconds": build_seconds,
+            "recall@10": hits / (10 * max(nq, 1)),
+            "qps": nq / seconds,
+            "memory_mib": memory_mib,
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,115 @@
+//! The neighbour lists of every layer, laid out for the search loop (Malkov & Yashunin 2018, §4).
+//!
+//! Layer 0 is one flat array of fixed-size slots, `[count, id_1, …, id_m0]` per node, so a node's
+//! list is found by multiplication and read in one or two cache lines. Upper layers hold few nodes
+//! (a share 1/M per layer), so they live in a second flat array addressed through a per-node offset.
+//! Entries are `AtomicU32` so that the parallel build can read lists while other threads rewrite
+//! them without a data race; after the build, relaxed/acquire loads compile to plain loads on x86-64.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Marks a node without upper layers in `upper_offset`.
+pub(super) const NO_UPPER: u32 = u32::MAX;
+
+/// All neighbour lists and the per-node levels.
+pub(super) struct Links {
+    /// Capacity of an upper-layer list (M).
+    pub m: usize,
+    /// Capacity of a layer-0 list (M0 = 2M).
+    pub m0: usize,
+    /// Top layer of each node.
+    pub levels: Vec<u8>,
+    /// `n × (1 + m0)`: count then ids.
+    pub level0: Box<[AtomicU32]>,
+    /// Start in `upper` of a node's layer-1 list, or [`NO_UPPER`].
+    pub upper_offset: Vec<u32>,
+    /// For a node of level L ≥ 1: L slots of `1 + m`, layers 1..=L in order.
+    pub upper: Box<[AtomicU32]>,
+}
+
+fn zeros(len: usize) -> Box<[AtomicU32]> {
+    (0..len).map(|_| AtomicU32::new(0)).collect()
+}
+
+impl Links {
+    /// Empty lists for nodes of the given levels; `None` when the upper array would not be
+    /// addressable with u32 offsets.
+    pub fn new(levels: Vec<u8>, m: usize, m0: usize) -> Option<Self> {
+        let mut upper_offset = Vec::with_capacity(levels.len());
+        let mut total: u64 = 0;
+        for &l in &levels {
+            if l == 0 {
+                upper_offset.push(NO_UPPER);
+            } else {
+                upper_offset.push(u32::try_from(total).ok().filter(|&o| o != NO_UPPER)?);
+                total += l as u64 * (1 + m) as u64;
+            }
+        }
+        let total = usize::try_from(total).ok()?;
+        let level0 = zeros(levels.len().checked_mul(1 + m0)?);
+        Some(Links {
+            m,
+            m0,
+            level0,
+            upper: zeros(total),
+            upper_offset,
+            levels,
+        })
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Capacity of a list on `level`.
+    #[inline]
+    pub fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.m
+        }
+    }
+
+    /// The slot `[count, ids…]` of `node` on `level`. **Panics** if the node has no such layer
+    /// (callers only walk layers a node was built with).
+    #[inline]
+    pub fn slot(&self, node: u32, level: usize) -> &[AtomicU32] {
+        let node = node as usize;
+        if level == 0 {
+            let w = 1 + self.m0;
+            &self.level0[node * w..(node + 1) * w]
+        } else {
+            let w = 1 + self.m;
+            let start = self.upper_offset[node] as usize + (level - 1) * w;
+            &self.upper[start..start + w]
+        }
+    }
+
+    /// Calls `f` on each neighbour of `node` on `level`. The count is read with Acquire, after the
+    /// writer stored the ids, so every id seen was a valid neighbour on this layer at some point.
+    #[inline(always)]
+    pub fn for_each(&self, node: u32, level: usize, mut f: impl FnMut(u32)) {
+        let slot = self.slot(node, level);
+        let count = (slot[0].load(Ordering::Acquire) as usize).min(slot.len() - 1);
+        for a in &slot[1..=count] {
+            f(a.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Replaces the list of `node` on `level` (the caller holds the node's build lock).
+    pub fn set(&self, node: u32, level: usize, ids: &[u32]) {
+        let slot = self.slot(node, level);
+        let count = ids.len().min(slot.len() - 1);
+        for (a, &id) in slot[1..=count].iter().zip(ids) {
+            a.store(id, Ordering::Relaxed);
+        }
+        slot[0].store(count as u32, Ordering::Release);
+    }
+
+    /// Bytes held by the lists and levels.
+    pub fn memory_bytes(&self) -> usize {
+        4 * (self.level0.len() + self.upper.len() + self.upper_offset.len()) + self.levels.len()
+    }
+}
