@@ -267,8 +267,11 @@ pub fn healthcheck(bind: &str, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("{target}: {e}"))?
         .next()
         .ok_or_else(|| format!("{target}: no address"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .map_err(|e| format!("{addr}: {e}"))?;
@@ -277,6 +280,9 @@ pub fn healthcheck(bind: &str, timeout: Duration) -> Result<(), String> {
     if answer.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
-        Err(format!("{addr}: unhealthy: {}", answer.lines().next().unwrap_or("no answer")))
+        Err(format!(
+            "{addr}: unhealthy: {}",
+            answer.lines().next().unwrap_or("no answer")
+        ))
     }
 }
