@@ -258,49 +258,61 @@ fn zip_feature(zip: &str) -> Option<String> {
     zip.trim().chars().next().map(|c| format!("zip:{c}"))
 }
 
-fn read_users_100k(dir: &Path) -> Result<SideFeatures, DataError> {
+/// Reads a side file (`sep`-separated, at least `fields` fields, the id first) into
+/// id → (title, features) with `row`; a missing file means no side features.
+fn read_side(
+    dir: &Path,
+    name: &str,
+    sep: &str,
+    fields: usize,
+    row: impl Fn(&[&str]) -> Result<(Option<String>, Vec<String>), String>,
+) -> Result<SideFeatures, DataError> {
     let mut side = HashMap::new();
-    let path = dir.join("u.user");
+    let path = dir.join(name);
     if !path.is_file() {
         return Ok(side);
     }
     for_each_line(&path, |_, line| {
-        let f: Vec<&str> = line.split('|').collect();
-        if f.len() < 5 {
-            return Err(format!("expected 5 |-separated fields, found {}", f.len()));
+        let f: Vec<&str> = line.split(sep).collect();
+        if f.len() < fields {
+            return Err(format!(
+                "expected {fields} {sep}-separated fields, found {}",
+                f.len()
+            ));
         }
-        let age: u32 = f[1]
-            .trim()
-            .parse()
-            .map_err(|_| format!("age {:?} is not a number", f[1]))?;
-        let mut features = vec![
-            format!("age:{}", age_bucket(age)),
-            format!("gender:{}", f[2].trim()),
-            format!("occupation:{}", f[3].trim()),
-        ];
-        features.extend(zip_feature(f[4]));
-        side.insert(f[0].trim().to_string(), (None, features));
+        side.insert(f[0].trim().to_string(), row(&f)?);
         Ok(())
     })?;
     Ok(side)
 }
 
+/// A user's side features, the same in the 100K and 1M layouts.
+fn user_side(
+    age: &str,
+    gender: &str,
+    occupation: &str,
+    zip: &str,
+) -> Result<(Option<String>, Vec<String>), String> {
+    let age: u32 = age
+        .trim()
+        .parse()
+        .map_err(|_| format!("age {age:?} is not a number"))?;
+    let mut features = vec![
+        format!("age:{}", age_bucket(age)),
+        format!("gender:{}", gender.trim()),
+        format!("occupation:{}", occupation.trim()),
+    ];
+    features.extend(zip_feature(zip));
+    Ok((None, features))
+}
+
+fn read_users_100k(dir: &Path) -> Result<SideFeatures, DataError> {
+    read_side(dir, "u.user", "|", 5, |f| user_side(f[1], f[2], f[3], f[4]))
+}
+
 fn read_items_100k(dir: &Path) -> Result<SideFeatures, DataError> {
-    let mut side = HashMap::new();
-    let path = dir.join("u.item");
-    if !path.is_file() {
-        return Ok(side);
-    }
     let genres = read_genre_names(dir)?;
-    for_each_line(&path, |_, line| {
-        let f: Vec<&str> = line.split('|').collect();
-        if f.len() < 5 + genres.len() {
-            return Err(format!(
-                "expected {} |-separated fields, found {}",
-                5 + genres.len(),
-                f.len()
-            ));
-        }
+    read_side(dir, "u.item", "|", 5 + genres.len(), |f| {
         let mut features = Vec::new();
         for (flag, genre) in f[5..5 + genres.len()].iter().zip(&genres) {
             match flag.trim() {
@@ -313,10 +325,8 @@ fn read_items_100k(dir: &Path) -> Result<SideFeatures, DataError> {
         if let Some(year) = f[2].rsplit('-').next().and_then(|y| y.trim().parse().ok()) {
             features.push(decade_feature(year));
         }
-        side.insert(f[0].trim().to_string(), (Some(f[1].to_string()), features));
-        Ok(())
-    })?;
-    Ok(side)
+        Ok((Some(f[1].to_string()), features))
+    })
 }
 
 fn read_genre_names(dir: &Path) -> Result<Vec<String>, DataError> {
@@ -339,36 +349,15 @@ fn read_genre_names(dir: &Path) -> Result<Vec<String>, DataError> {
 }
 
 fn read_users_1m(dir: &Path) -> Result<SideFeatures, DataError> {
-    let mut side = HashMap::new();
-    let path = dir.join("users.dat");
-    if !path.is_file() {
-        return Ok(side);
-    }
-    for_each_line(&path, |_, line| {
-        let f: Vec<&str> = line.split("::").collect();
-        if f.len() < 5 {
-            return Err(format!("expected 5 ::-separated fields, found {}", f.len()));
-        }
-        let age: u32 = f[2]
-            .trim()
-            .parse()
-            .map_err(|_| format!("age {:?} is not a number", f[2]))?;
+    read_side(dir, "users.dat", "::", 5, |f| {
         let occupation = f[3]
             .trim()
             .parse::<usize>()
             .ok()
             .and_then(|i| OCCUPATIONS_1M.get(i))
             .ok_or_else(|| format!("occupation {:?} is not a code 0-20", f[3]))?;
-        let mut features = vec![
-            format!("age:{}", age_bucket(age)),
-            format!("gender:{}", f[1].trim()),
-            format!("occupation:{occupation}"),
-        ];
-        features.extend(zip_feature(f[4]));
-        side.insert(f[0].trim().to_string(), (None, features));
-        Ok(())
-    })?;
-    Ok(side)
+        user_side(f[2], f[1], occupation, f[4])
+    })
 }
 
 /// Title and genre features of a movie whose title ends in "(YYYY)".
@@ -391,20 +380,7 @@ fn movie_side(title: &str, genres: &str) -> (Option<String>, Vec<String>) {
 }
 
 fn read_items_1m(dir: &Path) -> Result<SideFeatures, DataError> {
-    let mut side = HashMap::new();
-    let path = dir.join("movies.dat");
-    if !path.is_file() {
-        return Ok(side);
-    }
-    for_each_line(&path, |_, line| {
-        let f: Vec<&str> = line.split("::").collect();
-        if f.len() < 3 {
-            return Err(format!("expected 3 ::-separated fields, found {}", f.len()));
-        }
-        side.insert(f[0].trim().to_string(), movie_side(f[1], f[2]));
-        Ok(())
-    })?;
-    Ok(side)
+    read_side(dir, "movies.dat", "::", 3, |f| Ok(movie_side(f[1], f[2])))
 }
 
 fn read_items_csv(dir: &Path) -> Result<SideFeatures, DataError> {
