@@ -4,6 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::assert_close;
 use common::http::{test_settings, TestApp};
 use fmrecall::data::FeatureSet;
 use fmrecall::fm::ModelArtifact;
@@ -489,28 +490,4 @@ async fn layer_endpoints_reproduce_the_golden_fixtures_end_to_end() {
         (ragged.status, ragged.error_code()),
         (400, "invalid_field".to_string())
     );
-}
-
-fn assert_close(path: &str, got: &Value, want: &Value) {
-    match (got, want) {
-        (Value::Number(g), Value::Number(w)) => {
-            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-            assert!(
-                (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
-                "{path}: got {g}, want {w}"
-            );
-        }
-        (Value::Array(g), Value::Array(w)) => {
-            assert_eq!(g.len(), w.len(), "{path}");
-            for (i, (g, w)) in g.iter().zip(w).enumerate() {
-                assert_close(&format!("{path}[{i}]"), g, w);
-            }
-        }
-        (Value::Object(g), Value::Object(w)) => {
-            for (k, w) in w {
-                assert_close(&format!("{path}.{k}"), &g[k], w);
-            }
-        }
-        (g, w) => assert_eq!(g, w, "{path}"),
-    }
 }

@@ -1,6 +1,9 @@
 //! The diagnostic layers, as a specification: golden fixtures from PyTorch and NumPy
 //! (scripts/make_layer_fixtures.py), one test per behavioural rule, one per rejected input.
 
+mod common;
+
+use common::assert_close;
 use fmrecall::layers::{self, LayerError, LayerLimits};
 use serde_json::{json, Value};
 
@@ -53,32 +56,6 @@ fn floats(v: &Value) -> Vec<f64> {
         Value::Array(items) => items.iter().flat_map(floats).collect(),
         Value::Number(n) => vec![n.as_f64().unwrap()],
         other => panic!("not a number: {other}"),
-    }
-}
-
-/// |got − want| ≤ 1e-5 + 1e-5·|want| for every number; everything else equal.
-fn assert_close(path: &str, got: &Value, want: &Value) {
-    match (got, want) {
-        (Value::Number(g), Value::Number(w)) => {
-            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-            assert!(
-                (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
-                "{path}: got {g}, want {w}"
-            );
-        }
-        (Value::Array(g), Value::Array(w)) => {
-            assert_eq!(g.len(), w.len(), "{path}: length");
-            for (i, (g, w)) in g.iter().zip(w).enumerate() {
-                assert_close(&format!("{path}[{i}]"), g, w);
-            }
-        }
-        (Value::Object(g), Value::Object(w)) => {
-            for (k, w) in w {
-                let g = g.get(k).unwrap_or_else(|| panic!("{path}.{k}: missing"));
-                assert_close(&format!("{path}.{k}"), g, w);
-            }
-        }
-        (g, w) => assert_eq!(g, w, "{path}"),
     }
 }
 

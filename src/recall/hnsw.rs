@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::exact::exact_top_k;
 use super::{
-    check_finite, check_query, ExactIndex, Filter, Hit, IndexError, IndexInfo, RecallIndex,
+    check_finite, check_query, check_range, ExactIndex, Filter, Hit, IndexError, IndexInfo,
+    RecallIndex,
 };
 use crate::fm::export::dot;
 use crate::fm::ItemVectors;
@@ -59,28 +60,15 @@ impl Default for HnswParams {
 impl HnswParams {
     /// Checks ranges before hnsw_rs sees them (it exits or panics on some).
     pub fn check(&self) -> Result<(), IndexError> {
-        let bad = |name, allowed, value: usize| IndexError::InvalidParameter {
-            name,
-            allowed,
-            value: value.to_string(),
-        };
-        if !(2..=256).contains(&self.m) {
-            return Err(bad("hnsw.m", "in 2..=256", self.m));
-        }
-        if !(1..=10_000).contains(&self.ef_construction) {
-            return Err(bad(
-                "hnsw.ef_construction",
-                "in 1..=10000",
-                self.ef_construction,
-            ));
-        }
-        if !(1..=10_000).contains(&self.ef_search) {
-            return Err(bad("hnsw.ef_search", "in 1..=10000", self.ef_search));
-        }
-        if !(1..=16).contains(&self.max_layers) {
-            return Err(bad("hnsw.max_layers", "in 1..=16", self.max_layers));
-        }
-        Ok(())
+        check_range("hnsw.m", self.m, 2..=256, "in 2..=256")?;
+        check_range(
+            "hnsw.ef_construction",
+            self.ef_construction,
+            1..=10_000,
+            "in 1..=10000",
+        )?;
+        check_range("hnsw.ef_search", self.ef_search, 1..=10_000, "in 1..=10000")?;
+        check_range("hnsw.max_layers", self.max_layers, 1..=16, "in 1..=16")
     }
 }
 

@@ -183,6 +183,25 @@ impl Default for IndexSettings {
     }
 }
 
+/// `Ok` when `value` is in `range`, else the error naming the parameter and its allowed range;
+/// shared by every index's parameter check.
+pub(crate) fn check_range(
+    name: &'static str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+    allowed: &'static str,
+) -> Result<(), IndexError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(IndexError::InvalidParameter {
+            name,
+            allowed,
+            value: value.to_string(),
+        })
+    }
+}
+
 /// Refuses vectors with NaN or infinite components.
 pub fn check_finite(vectors: &ItemVectors) -> Result<(), IndexError> {
     for i in 0..vectors.len() {

@@ -143,3 +143,29 @@ pub mod db {
         }
     }
 }
+
+/// |got − want| ≤ 1e-5 + 1e-5·|want| for every number; everything else equal.
+pub fn assert_close(path: &str, got: &serde_json::Value, want: &serde_json::Value) {
+    match (got, want) {
+        (serde_json::Value::Number(g), serde_json::Value::Number(w)) => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
+                "{path}: got {g}, want {w}"
+            );
+        }
+        (serde_json::Value::Array(g), serde_json::Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{path}: length");
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                assert_close(&format!("{path}[{i}]"), g, w);
+            }
+        }
+        (serde_json::Value::Object(g), serde_json::Value::Object(w)) => {
+            for (k, w) in w {
+                let g = g.get(k).unwrap_or_else(|| panic!("{path}.{k}: missing"));
+                assert_close(&format!("{path}.{k}"), g, w);
+            }
+        }
+        (g, w) => assert_eq!(g, w, "{path}"),
+    }
+}

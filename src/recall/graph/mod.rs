@@ -46,7 +46,8 @@ use self::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
 use self::tombstones::Tombstones;
 use super::exact::{exact_top_k, exact_top_k_where};
 use super::{
-    check_finite, check_query, Filter, Hit, HnswParams, IndexError, IndexInfo, RecallIndex,
+    check_finite, check_query, check_range, Filter, Hit, HnswParams, IndexError, IndexInfo,
+    RecallIndex,
 };
 use crate::fm::ItemVectors;
 use crate::rng::Rng;
@@ -125,28 +126,20 @@ impl GraphParams {
 
     /// Checks the ranges.
     pub fn check(&self) -> Result<(), IndexError> {
-        let bad = |name, allowed, value: usize| IndexError::InvalidParameter {
-            name,
-            allowed,
-            value: value.to_string(),
-        };
-        if !(2..=256).contains(&self.m) {
-            return Err(bad("graph.m", "in 2..=256", self.m));
-        }
-        if !(1..=10_000).contains(&self.ef_construction) {
-            return Err(bad(
-                "graph.ef_construction",
-                "in 1..=10000",
-                self.ef_construction,
-            ));
-        }
-        if !(1..=10_000).contains(&self.ef_search) {
-            return Err(bad("graph.ef_search", "in 1..=10000", self.ef_search));
-        }
-        if self.threads > 1024 {
-            return Err(bad("graph.threads", "in 0..=1024", self.threads));
-        }
-        Ok(())
+        check_range("graph.m", self.m, 2..=256, "in 2..=256")?;
+        check_range(
+            "graph.ef_construction",
+            self.ef_construction,
+            1..=10_000,
+            "in 1..=10000",
+        )?;
+        check_range(
+            "graph.ef_search",
+            self.ef_search,
+            1..=10_000,
+            "in 1..=10000",
+        )?;
+        check_range("graph.threads", self.threads, 0..=1024, "in 0..=1024")
     }
 
     fn threads(&self) -> usize {
