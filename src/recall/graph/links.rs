@@ -28,7 +28,8 @@ pub(super) struct Links {
 }
 
 fn zeros(len: usize) -> Box<[AtomicU32]> {
-    (0..len).map(|_| AtomicU32::new(0)).collect()
+    // Huge pages: searches read layer-0 lists at random (see `memory.rs`).
+    crate::memory::vec_from_fn(len, |_| AtomicU32::new(0)).into_boxed_slice()
 }
 
 impl Links {
