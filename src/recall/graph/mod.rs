@@ -142,6 +142,16 @@ impl GraphParams {
         check_range("graph.threads", self.threads, 0..=1024, "in 0..=1024")
     }
 
+    /// Whether a graph built with `other` has the same links as one built with these (everything
+    /// but the search breadth and the thread count).
+    pub fn same_links(&self, other: &GraphParams) -> bool {
+        self.m == other.m
+            && self.ef_construction == other.ef_construction
+            && self.seed == other.seed
+            && self.metric == other.metric
+            && self.build_space == other.build_space
+    }
+
     fn threads(&self) -> usize {
         if self.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -262,6 +272,12 @@ impl GraphIndex {
     /// Changes the filtered-search threshold (e.g. after [`GraphIndex::load`]).
     pub fn with_exact_filter_below(mut self, exact_filter_below: usize) -> Self {
         self.exact_filter_below = exact_filter_below;
+        self
+    }
+
+    /// Changes the default search breadth (a search parameter: the links do not depend on it).
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.params.ef_search = ef_search.max(1);
         self
     }
 
