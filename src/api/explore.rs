@@ -22,12 +22,14 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::field("query", e.body_text()))
 }
 
-/// `name` in 1..=max, else a 400 naming it.
-fn in_range(name: &str, value: usize, max: usize) -> Result<usize, ApiError> {
+/// `?limit=` in 1..=max_k (else a 400 naming it); `default`, capped at max_k, when absent.
+fn limit(state: &AppState, given: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let max = state.settings.max_k;
+    let value = given.unwrap_or(default.min(max));
     if value == 0 || value > max {
         return Err(ApiError::field(
-            name,
-            format!("{name} must be in 1..={max}, got {value}"),
+            "limit",
+            format!("limit must be in 1..={max}, got {value}"),
         ));
     }
     Ok(value)
@@ -154,8 +156,7 @@ pub async fn user(
     params: Result<Query<UserParams>, QueryRejection>,
 ) -> Result<Json<UserResponse>, ApiError> {
     let params = query(params)?;
-    let max = state.settings.max_k;
-    let limit = in_range("limit", params.limit.unwrap_or(100.min(max)), max)?;
+    let limit = limit(&state, params.limit, 100)?;
     let m = serving(&state)?;
     let version = m.meta().version.clone();
     if let Some(known) = m.known_user(&user_id, limit) {
@@ -193,8 +194,7 @@ pub async fn items(
     params: Result<Query<ItemsParams>, QueryRejection>,
 ) -> Result<Json<ItemsResponse>, ApiError> {
     let params = query(params)?;
-    let max = state.settings.max_k;
-    let limit = in_range("limit", params.limit.unwrap_or(20.min(max)), max)?;
+    let limit = limit(&state, params.limit, 20)?;
     let offset = params.offset.unwrap_or(0);
     let q = params.q.unwrap_or_default();
     if q.len() > 256 {
