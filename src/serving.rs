@@ -15,6 +15,9 @@ use crate::recall::{
     self, ExactIndex, Filter, IndexError, IndexInfo, IndexQuality, IndexSettings, RecallIndex,
 };
 
+mod browse;
+pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
+
 /// Why a request could not be answered, or a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
