@@ -270,6 +270,11 @@ impl ServingModel {
         }
     }
 
+    /// Roughly how many multiply-adds [`ServingModel::recall`] costs for `q`.
+    pub fn recall_work(&self, q: &RecallQuery) -> u64 {
+        self.index.work_estimate(q.k, q.ef)
+    }
+
     /// The k items with the highest FM score for the user, under the query's exclusions.
     pub fn recall(&self, q: &RecallQuery) -> Result<Recalled, ServeError> {
         let user = self.resolve(&q.user)?;

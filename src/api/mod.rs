@@ -99,6 +99,22 @@ impl AppState {
             .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
     }
 
+    /// [`AppState::compute`] for work estimated at `work` multiply-adds: at most
+    /// `server.inline_work_limit`, it runs right here on the async worker (tokio's guidance is that
+    /// a task may run 10–100 µs between awaits, and a hop to the blocking pool and back costs two
+    /// thread switches, which dominated a 60 µs graph search); above, on the blocking pool.
+    pub async fn compute_sized<T: Send + 'static>(
+        &self,
+        work: u64,
+        job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if work <= self.settings.inline_work_limit {
+            job()
+        } else {
+            self.compute(job).await
+        }
+    }
+
     /// With a database; `follow_registry` makes the service serve whatever model is active there.
     pub fn with_store(mut self, store: Store, follow_registry: bool) -> Self {
         self.store = Some(store);

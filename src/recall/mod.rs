@@ -137,6 +137,10 @@ pub trait RecallIndex: Send + Sync {
 
     /// Kind, size and parameters.
     fn info(&self) -> IndexInfo;
+
+    /// Roughly how many multiply-adds an unfiltered search for `k` items at `ef` costs: what the
+    /// service uses to decide whether a request may run on an async worker (see `api::compute`).
+    fn work_estimate(&self, k: usize, ef: Option<usize>) -> u64;
 }
 
 /// Which index to build.

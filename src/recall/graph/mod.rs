@@ -479,6 +479,12 @@ impl RecallIndex for GraphIndex {
         })
     }
 
+    fn work_estimate(&self, k: usize, ef: Option<usize>) -> u64 {
+        // A beam of ef expands about ef nodes, scoring up to 2M neighbours of each.
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        (ef * self.links.m0 * self.space.dim()) as u64
+    }
+
     fn info(&self) -> IndexInfo {
         let vectors = std::mem::size_of_val(self.space.as_slice());
         IndexInfo {
