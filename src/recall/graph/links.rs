@@ -88,6 +88,18 @@ impl Links {
         }
     }
 
+    /// Starts loading the list of `node` on `level` (its first cache line, which holds the count
+    /// and the first ids).
+    #[inline(always)]
+    pub fn prefetch(&self, node: u32, level: usize) {
+        if level == 0 {
+            let at = node as usize * (1 + self.m0);
+            if let Some(first) = self.level0.get(at) {
+                crate::kernels::prefetch(first.as_ptr().cast());
+            }
+        }
+    }
+
     /// Calls `f` on each neighbour of `node` on `level`. The count is read with Acquire, after the
     /// writer stored the ids, so every id seen was a valid neighbour on this layer at some point.
     #[inline(always)]
