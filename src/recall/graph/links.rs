@@ -111,6 +111,19 @@ impl Links {
         }
     }
 
+    /// Number of neighbours of `node` on `level`.
+    pub fn count(&self, node: u32, level: usize) -> usize {
+        let slot = self.slot(node, level);
+        (slot[0].load(Ordering::Acquire) as usize).min(slot.len() - 1)
+    }
+
+    /// Whether `other` is a neighbour of `node` on `level`.
+    pub fn contains(&self, node: u32, level: usize, other: u32) -> bool {
+        let mut found = false;
+        self.for_each(node, level, |x| found |= x == other);
+        found
+    }
+
     /// Replaces the list of `node` on `level` (the caller holds the node's build lock).
     pub fn set(&self, node: u32, level: usize, ids: &[u32]) {
         let slot = self.slot(node, level);

@@ -22,7 +22,14 @@
 //!
 //! hnswlib's own self-recall on the 20k set was 0.84: under −⟨·,·⟩ a large-norm neighbour
 //! "dominates" middling-norm items in the heuristic, so they lose their incoming links. That is a
-//! property of inner-product graphs, not of the parallel build.
+//! property of inner-product graphs, not of the parallel build. So after the build one repair pass
+//! (`build::link_missed`) searches every item's own vector the way serving does and links each
+//! item it misses (though exact search ranks it top-10) from the nodes that search ended on: at
+//! 200k × 64, self-recall 0.645 → 0.979 and recall@10 at ef 64 0.990 → 0.993, for one search per
+//! item (a few seconds) on top of the build.
+//!
+//! Searches walk 8-bit codes of the vectors (`codes.rs`) and re-score the final `ef` candidates
+//! with the f32 vectors, so returned scores are exact.
 //!
 //! Layout: vectors contiguous (shared `Arc<ItemVectors>` for inner product, one normalised copy for
 //! cosine), fixed-size u32 neighbour slots (`links.rs`), per-thread generation-stamped visited set
@@ -167,6 +174,10 @@ impl GraphParams {
     }
 }
 
+/// Beam width of the self-recall repair searches (`build::link_missed`), fixed so that the links
+/// do not depend on the search setting `ef_search`.
+const REPAIR_EF: usize = 64;
+
 /// Levels above this are never drawn (probability M^-30); keeps a corrupt or adversarial seed sane.
 const MAX_LEVEL: usize = 30;
 
@@ -252,6 +263,18 @@ impl GraphIndex {
             params.build_space,
         );
         let codes = Codes::encode(space.as_slice(), space.dim());
+        if params.metric == Metric::InnerProduct {
+            let view = View {
+                data: space.as_slice(),
+                dim: space.dim(),
+                links: &links,
+                norms: &[],
+                l2: false,
+                prune_l2: false,
+                codes: params.quantized.then_some(&codes),
+            };
+            build::link_missed(&view, (entry, max_level), REPAIR_EF, params.threads());
+        }
         Ok(GraphIndex {
             codes,
             space,
