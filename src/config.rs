@@ -60,6 +60,9 @@ pub struct TrainSettings {
     pub user_id_dropout: f32,
     /// Probability of dropping an item's id feature from a training sample.
     pub item_id_dropout: f32,
+    /// Learning rate of side features (absent: `learning_rate`).
+    #[serde(default)]
+    pub side_learning_rate: Option<f32>,
     /// Metric cut-off.
     pub eval_k: usize,
     /// Early stopping on validation data.

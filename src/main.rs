@@ -215,6 +215,9 @@ struct TrainArgs {
     /// Probability of leaving an item's id feature out of a training sample.
     #[arg(long)]
     item_id_dropout: Option<f32>,
+    /// Adagrad learning rate of side features (default: --learning-rate).
+    #[arg(long)]
+    side_learning_rate: Option<f32>,
     /// Evaluate on validation data carved from the train split instead of the test split (for
     /// choosing hyper-parameters without looking at the test split).
     #[arg(long)]
@@ -325,6 +328,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             set(&mut t.init_std, a.init_std);
             set(&mut t.user_id_dropout, a.user_id_dropout);
             set(&mut t.item_id_dropout, a.item_id_dropout);
+            if a.side_learning_rate.is_some() {
+                t.side_learning_rate = a.side_learning_rate;
+            }
             set(&mut t.validation_fraction, a.validation_fraction);
             t.early_stopping |= a.early_stopping;
             let mut job = TrainJob::from_settings(&settings)?;

@@ -145,6 +145,14 @@ fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usi
         training: TrainingSet {
             user_side_rows: FeatureRows::encode_dropping_ids(vocab, &dataset.users, |_| true),
             item_side_rows: FeatureRows::encode_dropping_ids(vocab, &dataset.items, |_| true),
+            is_id: {
+                let mut is_id = vec![false; vocab.len()];
+                let ids = dataset.users.iter().chain(&dataset.items);
+                for j in ids.filter_map(|e| vocab.get(e.features.first()?)) {
+                    is_id[j as usize] = true;
+                }
+                is_id
+            },
             user_rows,
             item_rows,
             positives,
@@ -434,6 +442,7 @@ impl TrainJob {
             seed: s.data.seed,
             user_id_dropout: t.user_id_dropout,
             item_id_dropout: t.item_id_dropout,
+            side_learning_rate: t.side_learning_rate,
         };
         params.check()?;
         if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {

@@ -77,6 +77,10 @@ pub struct TrainParams {
     /// its id feature with this probability, so that new items are recallable from their features.
     #[serde(default)]
     pub item_id_dropout: f32,
+    /// Adagrad learning rate of side features (every feature that is not a user's or an item's
+    /// id); `None` uses `learning_rate`.
+    #[serde(default)]
+    pub side_learning_rate: Option<f32>,
 }
 
 impl TrainParams {
@@ -117,6 +121,11 @@ impl TrainParams {
         if !(0.0..=1.0).contains(&self.item_id_dropout) {
             return Err(bad("item_id_dropout", "in [0, 1]", self.item_id_dropout));
         }
+        if let Some(lr) = self.side_learning_rate {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(bad("side_learning_rate", "a finite number > 0", lr));
+            }
+        }
         Ok(())
     }
 }
@@ -148,6 +157,9 @@ pub struct TrainingSet {
     pub user_side_rows: FeatureRows,
     /// Every item's features without the id feature.
     pub item_side_rows: FeatureRows,
+    /// Per feature, whether it is some user's or item's id feature (ids and side features may
+    /// learn at different rates).
+    pub is_id: Vec<bool>,
     /// Positive (user, item) pairs.
     pub positives: Vec<(u32, u32)>,
     /// Per user, the sorted items they interacted with in train, at any rating: never sampled as
@@ -474,7 +486,19 @@ impl<'a> Worker<'a> {
     /// A gradient step on the loss g·(s(u,k) − s(u,i)), i.e. along g·∂(s_pos − s_neg) upwards, for
     /// the user, positive and negative rows the scores were computed from (ids dropped or not).
     fn update(&mut self, u_row: SparseRow<'_>, i_row: SparseRow<'_>, k_row: SparseRow<'_>, g: f32) {
-        let (lr, l2, dim) = (self.hp.learning_rate, self.hp.l2, self.params.k);
+        let (l2, dim) = (self.hp.l2, self.params.k);
+        let (id_lr, side_lr) = (
+            self.hp.learning_rate,
+            self.hp.side_learning_rate.unwrap_or(self.hp.learning_rate),
+        );
+        let is_id = &self.data.is_id;
+        let rate = |j: u32| {
+            if is_id.get(j as usize).copied().unwrap_or(true) {
+                id_lr
+            } else {
+                side_lr
+            }
+        };
         // User side: ∂(s_ui − s_uk)/∂v_j = x_j (q_i − q_k); the user's linear terms cancel.
         let (u_idx, u_val) = u_row;
         for (&j, &x) in u_idx.iter().zip(u_val) {
@@ -482,7 +506,7 @@ impl<'a> Worker<'a> {
                 *o = -g * x * (qi - qk);
             }
             self.params
-                .step_factors(j, &self.grad, lr, l2, &mut self.step);
+                .step_factors(j, &self.grad, rate(j), l2, &mut self.step);
         }
         // Item sides: Rendle's eq. 7 over the whole input (p_u + q), the positive's score pushed
         // up and the negative's down. A feature both items share (a genre) gets the net of the two.
@@ -520,8 +544,8 @@ impl<'a> Worker<'a> {
                 linear += g * xk;
             }
             self.params
-                .step_factors(j, &self.grad, lr, l2, &mut self.step);
-            self.params.step_weight(j, linear, lr, l2);
+                .step_factors(j, &self.grad, rate(j), l2, &mut self.step);
+            self.params.step_weight(j, linear, rate(j), l2);
         }
         for (r, (&j, &x)) in k_idx.iter().zip(k_val).enumerate() {
             if i_idx.contains(&j) {
@@ -530,8 +554,8 @@ impl<'a> Worker<'a> {
             factor_gradient(x, self.neg.row(r, dim), &self.total_neg, &mut self.grad);
             self.grad.iter_mut().for_each(|o| *o *= g);
             self.params
-                .step_factors(j, &self.grad, lr, l2, &mut self.step);
-            self.params.step_weight(j, g * x, lr, l2);
+                .step_factors(j, &self.grad, rate(j), l2, &mut self.step);
+            self.params.step_weight(j, g * x, rate(j), l2);
         }
     }
 }

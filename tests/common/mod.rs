@@ -42,6 +42,7 @@ pub fn small_params(loss: Loss) -> TrainParams {
         seed: 7,
         user_id_dropout: 0.0,
         item_id_dropout: 0.0,
+        side_learning_rate: None,
     }
 }
 
