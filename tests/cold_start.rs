@@ -259,3 +259,36 @@ async fn the_model_route_shows_cold_start_figures_beside_the_warm_ones() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(5));
 }
+
+#[test]
+fn model_files_written_before_cold_start_figures_existed_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = cold_job(dir.path(), SplitSpec::Users(0.2), FeatureSet::Hybrid, 1);
+    train(&job);
+    let path = dir.path().join("model.fmr");
+    let bytes = std::fs::read(&path).unwrap();
+    // Rewrite the header as an older build wrote it: no cold-start figures, no dropout or side
+    // learning rate among the hyper-parameters.
+    let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[20..20 + header_len]).unwrap();
+    assert!(header["cold_start"].is_object());
+    header.as_object_mut().unwrap().remove("cold_start");
+    let params = header["params"].as_object_mut().unwrap();
+    for key in ["user_id_dropout", "item_id_dropout", "side_learning_rate"] {
+        assert!(params.remove(key).is_some(), "{key}");
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut old = bytes[..12].to_vec();
+    old.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    old.extend_from_slice(&header);
+    old.extend_from_slice(&bytes[20 + header_len..bytes.len() - 32]);
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&old);
+    old.extend_from_slice(&digest);
+
+    let loaded = ModelArtifact::from_bytes(&old, &path).unwrap();
+    assert_eq!(loaded.meta.cold_start, None);
+    assert_eq!(loaded.meta.params.user_id_dropout, 0.0);
+    assert_eq!(loaded.meta.params.side_learning_rate, None);
+    assert_eq!(loaded.model, ModelArtifact::load(&path).unwrap().model);
+}
