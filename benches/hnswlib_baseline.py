@@ -6,7 +6,8 @@ Reads one little-endian binary file written by src/recall/bench.rs:
   f32 vectors[n * dim]; f32 queries[n_queries * dim]; u32 truth[n_queries * 10]
 (truth = the exact inner-product top-10 computed by the Rust side). Builds
 hnswlib.Index(space='ip') with the same M, ef_construction and threads, and prints
-one JSON object per ef on stdout: index, ef, build_seconds, recall@10, qps, memory_mib.
+one JSON object per ef on stdout: index, ef, build_seconds, recall@10, qps, memory_mib,
+after one row for NumPy brute force (`vectors @ q` + argpartition, one query at a time, one thread).
 qps is measured on one thread with the whole batch handed to hnswlib in one call (its C++
 loop, no Python overhead per query: the baseline at its best).
 """
@@ -35,6 +36,25 @@ def main(path):
     queries = np.frombuffer(raw, dtype="<f4", count=nq * dim, offset=at).reshape(nq, dim)
     at += 4 * nq * dim
     truth = np.frombuffer(raw, dtype="<u4", count=nq * 10, offset=at).reshape(nq, 10)
+
+    # NumPy brute force, one query at a time on one thread (the bench sets OPENBLAS_NUM_THREADS=1):
+    # the baseline of issue 3's "exact search at least as fast per query as NumPy's".
+    started = time.perf_counter()
+    hits = 0
+    for i in range(nq):
+        scores = vectors @ queries[i]
+        top = np.argpartition(scores, -10)[-10:]
+        top = top[np.argsort(-scores[top])]
+        hits += len(set(top.tolist()) & set(truth[i].tolist()))
+    seconds = max(time.perf_counter() - started, 1e-9)
+    print(json.dumps({
+        "index": "NumPy brute force (one query at a time)",
+        "ef": None,
+        "build_seconds": 0.0,
+        "recall@10": hits / (10 * max(nq, 1)),
+        "qps": nq / seconds,
+        "memory_mib": 0.0,
+    }), flush=True)
 
     before = rss_bytes()
     started = time.perf_counter()

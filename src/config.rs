@@ -106,6 +106,9 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// Seconds to drain requests on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Requests estimated below this many multiply-adds run on the async worker that received
+    /// them; larger ones go to the blocking pool (see `api::AppState::compute_sized`).
+    pub inline_work_limit: u64,
 }
 
 /// Log line format.

@@ -16,6 +16,7 @@ pub mod data;
 pub mod fm;
 pub mod kernels;
 pub mod layers;
+pub mod memory;
 pub mod pipeline;
 pub mod recall;
 pub mod rng;

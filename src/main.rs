@@ -130,6 +130,14 @@ struct BenchIndexArgs {
     /// Print the rows as a JSON array on the last line of stdout.
     #[arg(long)]
     json: bool,
+    /// Indexes to measure (hnswlib includes the NumPy brute-force row).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "exact,graph,hnswlib,hnsw-rs"
+    )]
+    indexes: Vec<bench::BenchIndex>,
 }
 
 /// Where the data comes from (shared by train and eval).
@@ -483,7 +491,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ef_construction: a.ef_construction,
                 ..HnswParams::default()
             };
-            let report = bench::run(std::sync::Arc::new(vectors), &queries, &params, &a.ef)?;
+            let report = bench::run(
+                std::sync::Arc::new(vectors),
+                &queries,
+                &params,
+                &a.ef,
+                &a.indexes,
+            )?;
             for note in &report.notes {
                 println!("{note}");
             }

@@ -15,6 +15,9 @@ use crate::recall::{
     self, ExactIndex, Filter, IndexError, IndexInfo, IndexQuality, IndexSettings, RecallIndex,
 };
 
+mod browse;
+pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
+
 /// Why a request could not be answered, or a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -90,6 +93,18 @@ struct ResolvedUser {
     cold: bool,
 }
 
+/// The file, in the artifact's folder, that holds its saved graph index.
+pub const GRAPH_FILE: &str = "index.graph";
+
+/// The folder of an artifact given as its folder or as its `model.fmr` file.
+fn artifact_dir(path: &Path) -> &Path {
+    if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    }
+}
+
 /// A loaded model with its index.
 pub struct ServingModel {
     artifact: ModelArtifact,
@@ -125,7 +140,10 @@ impl ServingModel {
             .step_by(step)
             .map(|u| UserQuery::new(&artifact.model, user_rows.row(u)).vector)
             .collect();
-        let (index, quality) = recall::build(items.clone(), settings, &sample)?;
+        // The graph is saved beside the artifact (see `recall::build_with_file`).
+        let graph_file = artifact_dir(path).join(GRAPH_FILE);
+        let (index, quality) =
+            recall::build_with_file(items.clone(), settings, &sample, Some(&graph_file))?;
         let directions = Arc::new(ExactIndex::new(Arc::new(unit_directions(&items))));
         Ok(ServingModel {
             user_index: index_of(meta.users.iter().map(|u| &u.id)),
@@ -250,6 +268,11 @@ impl ServingModel {
             title: entity.title.clone(),
             score,
         }
+    }
+
+    /// Roughly how many multiply-adds [`ServingModel::recall`] costs for `q`.
+    pub fn recall_work(&self, q: &RecallQuery) -> u64 {
+        self.index.work_estimate(q.k, q.ef)
     }
 
     /// The k items with the highest FM score for the user, under the query's exclusions.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fmrecall::fm::ItemVectors;
 use fmrecall::recall::bench::clustered;
 use fmrecall::recall::{
-    build, measure_recall, ExactIndex, Filter, GraphFileError, GraphIndex, GraphParams, IndexError,
-    IndexKind, IndexSettings, RecallIndex,
+    build, build_with_file, measure_recall, ExactIndex, Filter, GraphFileError, GraphIndex,
+    GraphParams, IndexError, IndexKind, IndexSettings, RecallIndex,
 };
 use fmrecall::rng::Rng;
 
@@ -298,6 +298,52 @@ fn build_chooses_the_graph_for_graph_and_for_auto_above_the_threshold() {
     }
     let kind: IndexKind = serde_json::from_str("\"graph\"").unwrap();
     assert_eq!(kind, IndexKind::Graph);
+}
+
+#[test]
+fn a_saved_graph_is_reused_when_it_matches_and_rebuilt_when_stale_or_corrupt() {
+    let (vectors, queries) = clustered(1500, 50, 16, 10, 6);
+    let vectors = Arc::new(vectors);
+    let settings = IndexSettings {
+        kind: IndexKind::Graph,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("index.graph");
+    let from_file = |v: &Arc<ItemVectors>, s: &IndexSettings| {
+        let (index, quality) = build_with_file(v.clone(), s, &queries, Some(&file)).unwrap();
+        let hits = index.search(&queries[0], 10, None, Filter::All).unwrap();
+        (quality.unwrap().graph_from_file, hits)
+    };
+
+    let (reused, built_hits) = from_file(&vectors, &settings);
+    assert!(!reused, "first start builds");
+    assert!(file.exists(), "and saves the graph");
+    let (reused, loaded_hits) = from_file(&vectors, &settings);
+    assert!(reused, "second start loads");
+    assert_eq!(built_hits, loaded_hits);
+
+    // Another model's vectors: the saved graph is stale, rebuilt and replaced.
+    let (other, _) = clustered(1500, 1, 16, 10, 7);
+    let (reused, _) = from_file(&Arc::new(other), &settings);
+    assert!(!reused);
+    // Other link parameters: rebuilt too.
+    let mut denser = settings.clone();
+    denser.hnsw.m = 24;
+    assert!(!from_file(&vectors, &denser).0);
+    assert!(
+        from_file(&vectors, &denser).0,
+        "saved again with the new parameters"
+    );
+
+    // A flipped byte: refused by the checksum, rebuilt, still serving the right answers.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let (reused, hits) = from_file(&vectors, &denser);
+    assert!(!reused);
+    assert_eq!(hits.len(), 10);
 }
 
 /// Seeded property test: whatever the filter, tombstones and k (0, small, beyond n), results are

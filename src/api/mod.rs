@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod catalog;
+mod dashboard;
 pub mod error;
+pub mod explore;
 mod layers;
 pub mod routes;
 pub mod telemetry;
@@ -97,6 +99,22 @@ impl AppState {
             .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
     }
 
+    /// [`AppState::compute`] for work estimated at `work` multiply-adds: at most
+    /// `server.inline_work_limit`, it runs right here on the async worker (tokio's guidance is that
+    /// a task may run 10–100 µs between awaits, and a hop to the blocking pool and back costs two
+    /// thread switches, which dominated a 60 µs graph search); above, on the blocking pool.
+    pub async fn compute_sized<T: Send + 'static>(
+        &self,
+        work: u64,
+        job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if work <= self.settings.inline_work_limit {
+            job()
+        } else {
+            self.compute(job).await
+        }
+    }
+
     /// With a database; `follow_registry` makes the service serve whatever model is active there.
     pub fn with_store(mut self, store: Store, follow_registry: bool) -> Self {
         self.store = Some(store);
@@ -183,6 +201,7 @@ pub async fn swap_model(
         admin::activate, admin::rollback, catalog::put_user, catalog::patch_item, catalog::post_events,
         layers::batchnorm, layers::layernorm, layers::dropout, layers::rnn, layers::lstm,
         layers::gcn, layers::gnn, layers::fm, layers::rnn_stability, layers::gnn_smoothing,
+        explore::history, explore::features, explore::user, explore::items,
     ),
     modifiers(&BearerAuth)
 )]
@@ -212,6 +231,18 @@ async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
         (StatusCode::INTERNAL_SERVER_ERROR, "internal")
     };
     error::error_response(status, code, err.to_string(), None)
+}
+
+/// The dashboard at `/` and the public read routes it browses with (beside the write routes of
+/// the same paths).
+fn explore_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{file}", get(dashboard::asset))
+        .route("/v1/model/history", get(explore::history))
+        .route("/v1/model/features", get(explore::features))
+        .route("/v1/users/{user_id}", get(explore::user))
+        .route("/v1/items", get(explore::items))
 }
 
 /// Every route, with limits (body size → 413, time → 408, concurrency → 503) and telemetry.
@@ -247,6 +278,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi))
+        .merge(explore_routes())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(s.body_limit_bytes))
         .layer(

@@ -237,8 +237,9 @@ pub async fn recall(
     let mut query = req.into_query(state.settings.max_k, "")?;
     let model = serving(&state)?;
     with_catalog_features(&state, &model, &mut query.user).await?;
+    let work = model.recall_work(&query);
     let answer = state
-        .compute(move || {
+        .compute_sized(work, move || {
             let recalled = model.recall(&query)?;
             Ok(RecallResponse {
                 model_version: model.meta().version.clone(),

@@ -63,7 +63,7 @@ impl ItemVectors {
     pub fn new(model: &FmModel, items: &FeatureRows) -> Self {
         let k = model.dim();
         let dim = k + 1;
-        let mut data = vec![0f32; items.len() * dim];
+        let mut data = crate::memory::filled_vec(items.len() * dim, 0f32);
         for (i, chunk) in data.chunks_exact_mut(dim).enumerate() {
             let bias = side_terms(model, items.row(i), &mut chunk[..k]);
             chunk[k] = bias;
@@ -71,10 +71,13 @@ impl ItemVectors {
         ItemVectors { dim, data }
     }
 
-    /// Builds from raw rows (each `dim` long).
+    /// Builds from raw rows (each `dim` long), copied into a huge-page buffer (see `memory.rs`).
     pub fn from_raw(dim: usize, data: Vec<f32>) -> Self {
         assert!(dim > 0 && data.len() % dim == 0, "ragged item vectors");
-        ItemVectors { dim, data }
+        ItemVectors {
+            dim,
+            data: crate::memory::copied_vec(&data),
+        }
     }
 
     /// Vector length, k + 1.

@@ -89,6 +89,20 @@ fn run_queries(
     ))
 }
 
+/// Which indexes a bench run measures (each costs a build; hnsw_rs's is the slowest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchIndex {
+    /// Brute force, unfiltered and with the 1% filter.
+    Exact,
+    /// Our graph index.
+    Graph,
+    /// hnswlib and NumPy brute force (Python subprocess).
+    Hnswlib,
+    /// hnsw_rs.
+    HnswRs,
+}
+
 /// What `run` measured: the table rows and notes printed above it (self-recall, skipped columns).
 #[derive(Debug, Clone, Default)]
 pub struct BenchReport {
@@ -102,14 +116,16 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Runs the whole table: exact search, our graph, hnswlib (subprocess, when `import hnswlib` works
-/// in `$FMRECALL_PYTHON`, default `python3`) and hnsw_rs at every `ef`, unfiltered and with a filter
-/// that allows 1% of the items. Graph indexes build with every core.
+/// Runs the table for the `indexes` asked: exact search, our graph, hnswlib and NumPy brute force
+/// (subprocess, when `import hnswlib` works in `$FMRECALL_PYTHON`, default `python3`) and hnsw_rs at
+/// every `ef`, unfiltered and with a filter that allows 1% of the items. Graph indexes build with
+/// every core.
 pub fn run(
     vectors: Arc<ItemVectors>,
     queries: &[Vec<f32>],
     params: &HnswParams,
     efs: &[usize],
+    indexes: &[BenchIndex],
 ) -> Result<BenchReport, IndexError> {
     let exact = ExactIndex::new(vectors.clone());
     let truth_of = |filter: Filter<'_>| -> Result<Vec<Vec<u32>>, IndexError> {
@@ -141,81 +157,107 @@ pub fn run(
         queries.len()
     ));
 
-    let (recall, qps) = run_queries(&exact, queries, &truth, None, Filter::All)?;
-    rows.push(BenchRow {
-        index: "exact".into(),
-        ef: None,
-        build_seconds: 0.0,
-        recall_at_10: recall,
-        qps,
-        memory_mib: 0.0,
-    });
-    let (recall, qps) = run_queries(&exact, queries, &truth_filtered, None, only)?;
-    rows.push(BenchRow {
-        index: "exact, 1% allowed".into(),
-        ef: None,
-        build_seconds: 0.0,
-        recall_at_10: recall,
-        qps,
-        memory_mib: 0.0,
-    });
+    let want = |i: BenchIndex| indexes.contains(&i);
+    if want(BenchIndex::Exact) {
+        let (recall, qps) = run_queries(&exact, queries, &truth, None, Filter::All)?;
+        rows.push(BenchRow {
+            index: "exact".into(),
+            ef: None,
+            build_seconds: 0.0,
+            recall_at_10: recall,
+            qps,
+            memory_mib: 0.0,
+        });
+        let (recall, qps) = run_queries(&exact, queries, &truth_filtered, None, only)?;
+        rows.push(BenchRow {
+            index: "exact, 1% allowed".into(),
+            ef: None,
+            build_seconds: 0.0,
+            recall_at_10: recall,
+            qps,
+            memory_mib: 0.0,
+        });
+    }
 
     // Our graph. It shares the item vectors, so its memory is the growth while building plus the
     // vectors it searches (comparable with hnswlib, which copies them in).
-    let before = resident_bytes();
-    let graph = GraphIndex::build(vectors.clone(), GraphParams::from_hnsw(params), 0)?;
-    let growth = resident_bytes().saturating_sub(before);
-    let memory_mib = mib(growth + vector_bytes);
-    let info = graph.info();
-    let build_seconds = info.build_seconds;
-    let link_bytes = info.memory_bytes - vector_bytes;
-    notes.push(format!(
-        "graph: raw vectors + links = {:.1} MiB; measured {:.1} MiB ({:.2}x); self-recall at ef 64: {:.4}",
+    if want(BenchIndex::Graph) {
+        let before = resident_bytes();
+        let graph = GraphIndex::build(vectors.clone(), GraphParams::from_hnsw(params), 0)?;
+        let growth = resident_bytes().saturating_sub(before);
+        let memory_mib = mib(growth + vector_bytes);
+        let info = graph.info();
+        let build_seconds = info.build_seconds;
+        let link_bytes = info.memory_bytes - vector_bytes;
+        notes.push(format!(
+        "graph: raw vectors + links + byte codes = {:.1} MiB; measured {:.1} MiB ({:.2}x); self-recall at ef 64: {:.4}",
         mib(info.memory_bytes),
         memory_mib,
         memory_mib / mib(vector_bytes + link_bytes).max(1e-9),
         graph.self_recall(2000, Some(64))?
     ));
-    notes.push(persist_note(&graph, &vectors));
-    for &ef in efs {
-        let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
+        notes.push(persist_note(&graph, &vectors));
+        for &ef in efs {
+            let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
+            rows.push(BenchRow {
+                index: "graph (ours)".into(),
+                ef: Some(ef),
+                build_seconds,
+                recall_at_10: recall,
+                qps,
+                memory_mib,
+            });
+        }
+        // The same links walked with the f32 vectors instead of the byte codes.
+        let graph = graph.with_quantized(false);
+        for &ef in efs {
+            let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
+            rows.push(BenchRow {
+                index: "graph (ours), f32 walk".into(),
+                ef: Some(ef),
+                build_seconds,
+                recall_at_10: recall,
+                qps,
+                memory_mib,
+            });
+        }
+        let graph = graph.with_quantized(true);
+        let ef = efs.iter().copied().max().unwrap_or(64);
+        // exact_filter_below = 0 above: this row is the beam with the predicate inside it.
+        let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
         rows.push(BenchRow {
-            index: "graph (ours)".into(),
+            index: "graph (ours), 1% allowed, beam".into(),
             ef: Some(ef),
             build_seconds,
             recall_at_10: recall,
             qps,
             memory_mib,
         });
+        let graph =
+            graph.with_exact_filter_below(super::IndexSettings::default().exact_filter_below);
+        let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
+        rows.push(BenchRow {
+            index: "graph (ours), 1% allowed, as served (exact below 2000)".into(),
+            ef: Some(ef),
+            build_seconds,
+            recall_at_10: recall,
+            qps,
+            memory_mib,
+        });
+        drop(graph);
+    }
+
+    if want(BenchIndex::Hnswlib) {
+        match hnswlib_rows(&vectors, queries, &truth, params, efs, threads) {
+            Ok(mut r) => rows.append(&mut r),
+            Err(why) => notes.push(format!("hnswlib column skipped: {why}")),
+        }
+    }
+
+    if !want(BenchIndex::HnswRs) {
+        return Ok(report);
     }
     let ef = efs.iter().copied().max().unwrap_or(64);
-    // exact_filter_below = 0 above: this row is the beam with the predicate inside it.
-    let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
-    rows.push(BenchRow {
-        index: "graph (ours), 1% allowed, beam".into(),
-        ef: Some(ef),
-        build_seconds,
-        recall_at_10: recall,
-        qps,
-        memory_mib,
-    });
-    let graph = graph.with_exact_filter_below(super::IndexSettings::default().exact_filter_below);
-    let (recall, qps) = run_queries(&graph, queries, &truth_filtered, Some(ef), only)?;
-    rows.push(BenchRow {
-        index: "graph (ours), 1% allowed, as served (exact below 2000)".into(),
-        ef: Some(ef),
-        build_seconds,
-        recall_at_10: recall,
-        qps,
-        memory_mib,
-    });
-    drop(graph);
-
-    match hnswlib_rows(&vectors, queries, &truth, params, efs, threads) {
-        Ok(mut r) => rows.append(&mut r),
-        Err(why) => notes.push(format!("hnswlib column skipped: {why}")),
-    }
-
     let before = resident_bytes();
     // exact_filter_below = 0: measure the graph's own filtered search, not the exact fallback.
     let graph = HnswRsIndex::build(vectors.clone(), params.clone(), 0)?;
@@ -321,6 +363,9 @@ fn hnswlib_rows(
         std::fs::write(&input, &buf).map_err(|e| e.to_string())?;
         drop(buf);
         let out = Command::new(&python)
+            // NumPy's brute-force row is one thread, like every other row's queries.
+            .env("OPENBLAS_NUM_THREADS", "1")
+            .env("OMP_NUM_THREADS", "1")
             .arg(&script)
             .arg(&input)
             .output()

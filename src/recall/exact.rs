@@ -93,6 +93,10 @@ impl RecallIndex for ExactIndex {
         Ok(exact_top_k(&self.vectors, query, k, filter))
     }
 
+    fn work_estimate(&self, _k: usize, _ef: Option<usize>) -> u64 {
+        (self.vectors.len() * self.vectors.dim()) as u64
+    }
+
     fn info(&self) -> IndexInfo {
         IndexInfo {
             kind: "exact",

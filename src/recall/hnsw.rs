@@ -200,6 +200,11 @@ impl RecallIndex for HnswRsIndex {
         Ok(self.rescore(query, found.into_iter().map(|nb| nb.d_id), k))
     }
 
+    fn work_estimate(&self, k: usize, ef: Option<usize>) -> u64 {
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        (ef * 2 * self.params.m * self.vectors.dim()) as u64
+    }
+
     fn info(&self) -> IndexInfo {
         let n = self.vectors.len();
         let links = n * self.params.m * 2 * std::mem::size_of::<usize>();

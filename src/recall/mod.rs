@@ -137,6 +137,10 @@ pub trait RecallIndex: Send + Sync {
 
     /// Kind, size and parameters.
     fn info(&self) -> IndexInfo;
+
+    /// Roughly how many multiply-adds an unfiltered search for `k` items at `ef` costs: what the
+    /// service uses to decide whether a request may run on an async worker (see `api::compute`).
+    fn work_estimate(&self, k: usize, ef: Option<usize>) -> u64;
 }
 
 /// Which index to build.
@@ -236,6 +240,8 @@ pub struct IndexQuality {
     pub self_recall: f64,
     /// Queries used.
     pub queries: usize,
+    /// Whether the graph was read from its saved file instead of built.
+    pub graph_from_file: bool,
 }
 
 /// Recall@k of `index` against `exact` over `queries` (unfiltered, default ef).
@@ -269,7 +275,21 @@ pub fn build(
     settings: &IndexSettings,
     sample_queries: &[Vec<f32>],
 ) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
+    build_with_file(vectors, settings, sample_queries, None)
+}
+
+/// [`build`], but our graph is read from `graph_file` when that file holds a graph built with the
+/// same parameters for these very vectors (its fingerprint), and saved there after a build
+/// otherwise: a restart or a replica then skips the build (seconds at 100k items) and only loads
+/// (a tenth of a second). A missing, stale or corrupt file is rebuilt; a failed save only logs.
+pub fn build_with_file(
+    vectors: Arc<ItemVectors>,
+    settings: &IndexSettings,
+    sample_queries: &[Vec<f32>],
+    graph_file: Option<&std::path::Path>,
+) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
     check_finite(&vectors)?;
+    let mut graph_from_file = false;
     let exact = ExactIndex::new(vectors.clone());
     let graph: Box<dyn GraphLike> = match settings.kind {
         IndexKind::Exact => return Ok((Arc::new(exact), None)),
@@ -281,11 +301,28 @@ pub fn build(
             settings.hnsw.clone(),
             settings.exact_filter_below,
         )?),
-        IndexKind::Auto | IndexKind::Graph => Box::new(GraphIndex::build(
-            vectors.clone(),
-            GraphParams::from_hnsw(&settings.hnsw),
-            settings.exact_filter_below,
-        )?),
+        IndexKind::Auto | IndexKind::Graph => {
+            let params = GraphParams::from_hnsw(&settings.hnsw);
+            let saved = graph_file.and_then(|path| load_saved_graph(path, &vectors, &params));
+            graph_from_file = saved.is_some();
+            let graph = match saved {
+                Some(graph) => graph,
+                None => {
+                    let graph = GraphIndex::build(vectors.clone(), params, 0)?;
+                    if let Some(path) = graph_file {
+                        if let Err(e) = graph.save(path) {
+                            tracing::warn!(error = %e, "could not save the graph; the next start rebuilds it");
+                        }
+                    }
+                    graph
+                }
+            };
+            Box::new(
+                graph
+                    .with_ef_search(settings.hnsw.ef_search)
+                    .with_exact_filter_below(settings.exact_filter_below),
+            )
+        }
     };
     let queries: Vec<Vec<f32>> = sample_queries
         .iter()
@@ -298,6 +335,7 @@ pub fn build(
         recall_at_10,
         self_recall,
         queries: queries.len(),
+        graph_from_file,
     };
     if recall_at_10 < settings.min_recall {
         return Err(IndexError::BelowFloor {
@@ -307,6 +345,29 @@ pub fn build(
         });
     }
     Ok((graph.into_arc(), Some(quality)))
+}
+
+/// The graph saved at `path` if it was built with `params`' links for exactly `vectors`; `None`
+/// (logged unless the file is simply absent) means build it.
+fn load_saved_graph(
+    path: &std::path::Path,
+    vectors: &Arc<ItemVectors>,
+    params: &GraphParams,
+) -> Option<GraphIndex> {
+    if !path.exists() {
+        return None;
+    }
+    match GraphIndex::load(path, vectors.clone()) {
+        Ok(graph) if graph.params().same_links(params) => Some(graph),
+        Ok(_) => {
+            tracing::info!(path = %path.display(), "saved graph has other parameters; rebuilding");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "saved graph not usable; rebuilding");
+            None
+        }
+    }
 }
 
 /// What `build` needs of either graph index beyond [`RecallIndex`].

@@ -166,6 +166,7 @@ pub(super) fn build(
             norms: &norms,
             l2,
             prune_l2,
+            codes: None,
         },
         locks: (0..n).map(|_| Mutex::new(())).collect(),
         entry: Mutex::new((0, links.levels[0] as usize)),

@@ -28,7 +28,8 @@ pub(super) struct Links {
 }
 
 fn zeros(len: usize) -> Box<[AtomicU32]> {
-    (0..len).map(|_| AtomicU32::new(0)).collect()
+    // Huge pages: searches read layer-0 lists at random (see `memory.rs`).
+    crate::memory::vec_from_fn(len, |_| AtomicU32::new(0)).into_boxed_slice()
 }
 
 impl Links {
@@ -84,6 +85,18 @@ impl Links {
             let w = 1 + self.m;
             let start = self.upper_offset[node] as usize + (level - 1) * w;
             &self.upper[start..start + w]
+        }
+    }
+
+    /// Starts loading the list of `node` on `level` (its first cache line, which holds the count
+    /// and the first ids).
+    #[inline(always)]
+    pub fn prefetch(&self, node: u32, level: usize) {
+        if level == 0 {
+            let at = node as usize * (1 + self.m0);
+            if let Some(first) = self.level0.get(at) {
+                crate::kernels::prefetch(first.as_ptr().cast());
+            }
         }
     }
 

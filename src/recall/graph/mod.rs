@@ -29,6 +29,7 @@
 //! (`search.rs`), atomic tombstones (`tombstones.rs`), a versioned checksummed file (`persist.rs`).
 
 mod build;
+mod codes;
 mod links;
 mod persist;
 mod search;
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use persist::GraphFileError;
 
+use self::codes::Codes;
 use self::links::Links;
 use self::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
 use self::tombstones::Tombstones;
@@ -97,6 +99,9 @@ pub struct GraphParams {
     pub metric: Metric,
     /// The distance used to link the graph.
     pub build_space: BuildSpace,
+    /// Steer searches by 8-bit codes of the vectors and re-score the final `ef` candidates
+    /// exactly (`codes.rs`); a search setting, the links do not depend on it.
+    pub quantized: bool,
 }
 
 impl Default for GraphParams {
@@ -109,6 +114,7 @@ impl Default for GraphParams {
             threads: 0,
             metric: Metric::InnerProduct,
             build_space: BuildSpace::InnerProduct,
+            quantized: true,
         }
     }
 }
@@ -142,6 +148,16 @@ impl GraphParams {
         check_range("graph.threads", self.threads, 0..=1024, "in 0..=1024")
     }
 
+    /// Whether a graph built with `other` has the same links as one built with these (everything
+    /// but the search breadth and the thread count).
+    pub fn same_links(&self, other: &GraphParams) -> bool {
+        self.m == other.m
+            && self.ef_construction == other.ef_construction
+            && self.seed == other.seed
+            && self.metric == other.metric
+            && self.build_space == other.build_space
+    }
+
     fn threads(&self) -> usize {
         if self.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -160,6 +176,8 @@ pub struct GraphIndex {
     space: Arc<ItemVectors>,
     params: GraphParams,
     links: Links,
+    /// Byte codes of `space`, used when `params.quantized`.
+    codes: Codes,
     entry: u32,
     max_level: usize,
     tombstones: Tombstones,
@@ -233,7 +251,9 @@ impl GraphIndex {
             params.threads(),
             params.build_space,
         );
+        let codes = Codes::encode(space.as_slice(), space.dim());
         Ok(GraphIndex {
+            codes,
             space,
             links,
             entry,
@@ -262,6 +282,18 @@ impl GraphIndex {
     /// Changes the filtered-search threshold (e.g. after [`GraphIndex::load`]).
     pub fn with_exact_filter_below(mut self, exact_filter_below: usize) -> Self {
         self.exact_filter_below = exact_filter_below;
+        self
+    }
+
+    /// Changes the default search breadth (a search parameter: the links do not depend on it).
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.params.ef_search = ef_search.max(1);
+        self
+    }
+
+    /// Turns the quantised search (see [`GraphParams::quantized`]) on or off.
+    pub fn with_quantized(mut self, quantized: bool) -> Self {
+        self.params.quantized = quantized;
         self
     }
 
@@ -350,6 +382,7 @@ impl GraphIndex {
         filter: Filter<'_>,
         s: &mut Scratch,
     ) -> Vec<Hit> {
+        let quantized = self.params.quantized;
         let view = View {
             data: self.space.as_slice(),
             dim: self.space.dim(),
@@ -357,18 +390,40 @@ impl GraphIndex {
             norms: &[],
             l2: false,
             prune_l2: false,
+            codes: quantized.then_some(&self.codes),
+        };
+        let mut prepared = std::mem::take(&mut s.prepared);
+        let (walk_query, offset): (&[f32], f32) = if quantized {
+            let offset = self.codes.prepare(q, &mut prepared);
+            (&prepared, offset)
+        } else {
+            (q, 0.0)
         };
         s.begin(self.len());
-        let start = (view.dist::<K>(q, 0.0, self.entry), self.entry);
-        let ep = view.descend::<K>(q, 0.0, start, self.max_level, 0);
+        let start = (view.dist::<K>(walk_query, offset, self.entry), self.entry);
+        let ep = view.descend::<K>(walk_query, offset, start, self.max_level, 0);
         let dead = self.tombstones.count() > 0;
         if matches!(filter, Filter::All) && !dead {
-            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, |_| true);
+            view.search_layer::<K>(walk_query, offset, ep, ef, 0, s, false, |_| true);
         } else {
             let t = &self.tombstones;
-            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, |id| {
+            view.search_layer::<K>(walk_query, offset, ep, ef, 0, s, true, |id| {
                 filter.allows(id) && !t.is_dead(id)
             });
+        }
+        s.prepared = prepared;
+        if quantized {
+            // Re-score the beam's ef candidates exactly; the order among them may change. A plain
+            // loop: a closure passed to a non-inlined iterator would lose AVX2/FMA (see `select`).
+            let mut rescored = std::mem::take(&mut s.rescored);
+            rescored.clear();
+            while let Some(Far(_, id)) = s.results.pop() {
+                rescored.push(Far(-K::dot(q, self.space.row(id as usize)), id));
+            }
+            for &hit in &rescored {
+                s.results.push(hit);
+            }
+            s.rescored = rescored;
         }
         while s.results.len() > k {
             s.results.pop();
@@ -463,6 +518,12 @@ impl RecallIndex for GraphIndex {
         })
     }
 
+    fn work_estimate(&self, k: usize, ef: Option<usize>) -> u64 {
+        // A beam of ef expands about ef nodes, scoring up to 2M neighbours of each.
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        (ef * self.links.m0 * self.space.dim()) as u64
+    }
+
     fn info(&self) -> IndexInfo {
         let vectors = std::mem::size_of_val(self.space.as_slice());
         IndexInfo {
@@ -474,10 +535,14 @@ impl RecallIndex for GraphIndex {
                 "ef_construction": self.params.ef_construction,
                 "ef_search": self.params.ef_search,
                 "metric": self.params.metric,
+                "quantized": self.params.quantized,
                 "levels": self.max_level + 1,
                 "deactivated": self.tombstones.count(),
             }),
-            memory_bytes: vectors + self.links.memory_bytes() + self.tombstones.memory_bytes(),
+            memory_bytes: vectors
+                + self.links.memory_bytes()
+                + self.tombstones.memory_bytes()
+                + self.codes.memory_bytes(),
             build_seconds: self.build_seconds,
         }
     }
