@@ -68,6 +68,11 @@ pub fn resident_bytes() -> usize {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Passes over the queries per row; a row reports the fastest. On a shared machine the other
+/// processes only ever slow a pass down, so the best of a few is the steadiest estimate (the same
+/// rule in `benches/hnswlib_baseline.py`).
+pub const PASSES: usize = 3;
+
 fn run_queries(
     index: &dyn RecallIndex,
     queries: &[Vec<f32>],
@@ -75,17 +80,21 @@ fn run_queries(
     ef: Option<usize>,
     filter: Filter<'_>,
 ) -> Result<(f64, f64), IndexError> {
-    let started = Instant::now();
     let mut recall = 0.0;
-    for (q, t) in queries.iter().zip(truth) {
-        let got = index.search(q, 10, ef, filter)?;
-        let hits = got.iter().filter(|h| t.contains(&h.item)).count();
-        recall += hits as f64 / t.len().max(1) as f64;
+    let mut best = f64::INFINITY;
+    for _ in 0..PASSES {
+        let started = Instant::now();
+        recall = 0.0;
+        for (q, t) in queries.iter().zip(truth) {
+            let got = index.search(q, 10, ef, filter)?;
+            let hits = got.iter().filter(|h| t.contains(&h.item)).count();
+            recall += hits as f64 / t.len().max(1) as f64;
+        }
+        best = best.min(started.elapsed().as_secs_f64().max(1e-9));
     }
-    let seconds = started.elapsed().as_secs_f64().max(1e-9);
     Ok((
         recall / queries.len().max(1) as f64,
-        queries.len() as f64 / seconds,
+        queries.len() as f64 / best,
     ))
 }
 
