@@ -238,6 +238,14 @@ impl ModelArtifact {
         } else {
             path.to_path_buf()
         };
+        // A device or a pipe (`/dev/zero`, a FIFO) would be read without end: only regular files.
+        let metadata = std::fs::metadata(&file).map_err(io_err(&file))?;
+        if !metadata.is_file() {
+            return Err(io_err(&file)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
         let bytes = std::fs::read(&file).map_err(io_err(&file))?;
         Self::from_bytes(&bytes, &file)
     }
