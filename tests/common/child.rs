@@ -100,6 +100,11 @@ impl ChildServer {
 
     /// The status of a GET on a fresh connection (blocking; for readiness and canaries).
     pub fn status_of(&self, path: &str) -> std::io::Result<u16> {
+        self.get(path).map(|(status, _)| status)
+    }
+
+    /// A GET on a fresh connection (blocking): status and body.
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -107,11 +112,13 @@ impl ChildServer {
             s,
             "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
         )?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head)?;
-        String::from_utf8_lossy(&head[9..12])
-            .parse()
-            .map_err(|_| std::io::Error::other("no status line"))
+        let mut bytes = Vec::new();
+        s.read_to_end(&mut bytes)?;
+        if bytes.len() < 12 || !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Err(std::io::Error::other("no complete answer"));
+        }
+        let answer = super::http::parse_answer(&bytes);
+        Ok((answer.status, answer.body))
     }
 
     /// Everything the server logged so far.
