@@ -18,7 +18,7 @@
 # an id or features), so schema-valid requests that break them are rightly answered 400.
 #
 # Run from the repository root after `cargo build --release`:   bash scripts/fuzz_api.sh
-# Settings (environment): BIN (target/release/fmrecall), EXAMPLES (per operation, 40), SEED (1),
+# Settings (environment): BIN (target/release/fmrecall), EXAMPLES (per operation, 150), SEED (1),
 # MAX_TIME (seconds, 240: a hard stop for the schemathesis run), FMRECALL_FUZZ_VENV
 # (/tmp/fmrecall-fuzz), KEEP_TMP=1 keeps the folder with the log and the schemathesis report.
 # Everything binds 127.0.0.1; the script stops the server whatever happens.
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/fmrecall}
-EXAMPLES=${EXAMPLES:-40}
+EXAMPLES=${EXAMPLES:-150}
 SEED=${SEED:-1}
 MAX_TIME=${MAX_TIME:-240}
 SCHEMATHESIS_VERSION=4.32.5
@@ -71,6 +71,9 @@ done
 echo "== schemathesis $SCHEMATHESIS_VERSION against $BASE/openapi.json ($EXAMPLES examples per operation, seed $SEED)"
 started=$(date +%s)
 set +e
+# From the temporary folder: schemathesis keeps a cache in its working directory.
+repo=$PWD
+cd "$TMP"
 timeout --signal=INT "$MAX_TIME" "$venv/bin/schemathesis" run "$BASE/openapi.json" \
     --checks all --exclude-checks positive_data_acceptance \
     --header "Authorization: Bearer $ADMIN_TOKEN" \
@@ -80,6 +83,7 @@ timeout --signal=INT "$MAX_TIME" "$venv/bin/schemathesis" run "$BASE/openapi.jso
     --report junit --report-dir "$TMP/report" 2>&1 | tee "$TMP/schemathesis.out"
 status=${PIPESTATUS[0]}
 set -e
+cd "$repo"
 echo "schemathesis: exit status $status after $(( $(date +%s) - started )) s"
 
 problems=0
