@@ -56,6 +56,13 @@ pub struct TrainSettings {
     pub init_std: f32,
     /// Worker threads.
     pub threads: usize,
+    /// Probability of dropping a user's id feature from a training sample.
+    pub user_id_dropout: f32,
+    /// Probability of dropping an item's id feature from a training sample.
+    pub item_id_dropout: f32,
+    /// Learning rate of side features (absent: `learning_rate`).
+    #[serde(default)]
+    pub side_learning_rate: Option<f32>,
     /// Metric cut-off.
     pub eval_k: usize,
     /// Early stopping on validation data.

@@ -149,7 +149,8 @@ struct DataArgs {
     /// Folder with the data files.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// ua | ub | u1..u5 | random:FRACTION | file:PATH.
+    /// ua | ub | u1..u5 | random:FRACTION | users:FRACTION (held-out users) | items:FRACTION
+    /// (held-out items) | file:PATH.
     #[arg(long)]
     split: Option<String>,
     /// Seed of splits, generator and training.
@@ -215,10 +216,27 @@ struct TrainArgs {
     /// Standard deviation of the initial factors.
     #[arg(long)]
     init_std: Option<f32>,
+    /// Probability of leaving a user's id feature out of a training sample (DropoutNet-style), so
+    /// that side features learn to rank users never seen in training.
+    #[arg(long)]
+    user_id_dropout: Option<f32>,
+    /// Probability of leaving an item's id feature out of a training sample.
+    #[arg(long)]
+    item_id_dropout: Option<f32>,
+    /// Adagrad learning rate of side features (default: --learning-rate).
+    #[arg(long)]
+    side_learning_rate: Option<f32>,
     /// Evaluate on validation data carved from the train split instead of the test split (for
     /// choosing hyper-parameters without looking at the test split).
     #[arg(long)]
     tune: bool,
+    /// Share of the train split carved out as validation data (per user's positives; under a
+    /// users:/items: split, share of the training users/items held out whole).
+    #[arg(long)]
+    validation_fraction: Option<f64>,
+    /// Seed of the validation carve (default: --seed), to average several carves when tuning.
+    #[arg(long)]
+    validation_seed: Option<u64>,
     /// Where the training data comes from: the files of --format/--data, or the database.
     #[arg(long, value_enum, default_value = "files")]
     source: Source,
@@ -316,9 +334,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             set(&mut t.patience, a.patience);
             set(&mut t.out, a.out);
             set(&mut t.init_std, a.init_std);
+            set(&mut t.user_id_dropout, a.user_id_dropout);
+            set(&mut t.item_id_dropout, a.item_id_dropout);
+            if a.side_learning_rate.is_some() {
+                t.side_learning_rate = a.side_learning_rate;
+            }
+            set(&mut t.validation_fraction, a.validation_fraction);
             t.early_stopping |= a.early_stopping;
             let mut job = TrainJob::from_settings(&settings)?;
             job.tune = a.tune;
+            job.validation_seed = a.validation_seed;
             let activation = match (&a.activate_if, a.activate) {
                 (Some(rule), _) => Activation::If(rule.parse()?),
                 (None, true) => Activation::Always,

@@ -10,10 +10,11 @@ use crate::data::{
     ValidationSplit,
 };
 use crate::fm::artifact::{make_version, rfc3339, ArtifactMeta, TrainingInfo};
-use crate::fm::eval::{evaluate, evaluate_model, popularity};
+use crate::fm::eval::{evaluate, evaluate_model, popularity, ColdKind, ColdStart, Comparison};
 use crate::fm::train::{train, EpochReport, TrainOutcome};
 use crate::fm::{
-    ArtifactError, EvalSet, Metrics, ModelArtifact, Schedule, TrainError, TrainParams, TrainingSet,
+    ArtifactError, EvalSet, FmModel, Metrics, ModelArtifact, Schedule, TrainError, TrainParams,
+    TrainingSet,
 };
 
 /// Errors of the offline jobs.
@@ -78,8 +79,12 @@ pub struct TrainJob {
     /// Evaluate on validation data carved from the train split instead of the test split, so
     /// that hyper-parameters can be compared without ever looking at the test split.
     pub tune: bool,
-    /// Share of each user's train positives held out as validation data.
+    /// Share of each user's train positives held out as validation data (under a `users:` or
+    /// `items:` split: share of the training users or items held out whole).
     pub validation_fraction: f64,
+    /// Seed of the validation carve (default: the data seed), so that several carves of the same
+    /// train split can be averaged when choosing hyper-parameters.
+    pub validation_seed: Option<u64>,
 }
 
 /// What a training run produced.
@@ -89,6 +94,8 @@ pub struct TrainSummary {
     pub metrics: Option<Metrics>,
     /// The popularity ranking's figures on the same split, for comparison.
     pub popularity: Option<Metrics>,
+    /// Under a `users:` or `items:` split: the model against popularity on what was held out.
+    pub cold_start: Option<ColdStart>,
     /// Wall time of the epochs of the final run.
     pub train_seconds: f64,
     /// Epochs the final model was trained for.
@@ -120,8 +127,11 @@ struct Prepared {
 }
 
 fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usize) -> Prepared {
-    let user_rows = FeatureRows::encode(vocab, &dataset.users);
-    let item_rows = FeatureRows::encode(vocab, &dataset.items);
+    // Held-out users and items are seen from their side features alone, even where the vocabulary
+    // knows their id (validation users carved from the training users, under early stopping).
+    let held = &dataset.held_out;
+    let user_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.users, |u| held.user(u));
+    let item_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.items, |i| held.item(i));
     let positive = |it: &crate::data::Interaction| Dataset::is_positive(it, min_rating);
     let positives: Vec<(u32, u32)> = dataset
         .interactions
@@ -133,6 +143,16 @@ fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usi
     let eval = EvalSet::new(dataset, min_rating, k, user_rows.clone(), item_rows.clone());
     Prepared {
         training: TrainingSet {
+            user_side_rows: FeatureRows::encode_dropping_ids(vocab, &dataset.users, |_| true),
+            item_side_rows: FeatureRows::encode_dropping_ids(vocab, &dataset.items, |_| true),
+            is_id: {
+                let mut is_id = vec![false; vocab.len()];
+                let ids = dataset.users.iter().chain(&dataset.items);
+                for j in ids.filter_map(|e| vocab.get(e.features.first()?)) {
+                    is_id[j as usize] = true;
+                }
+                is_id
+            },
             user_rows,
             item_rows,
             positives,
@@ -166,7 +186,7 @@ pub fn train_on(
             &dataset,
             job.validation_fraction,
             job.min_rating,
-            job.params.seed,
+            job.validation_seed.unwrap_or(job.params.seed),
         );
     }
     let vocab = FeatureVocabulary::from_train(&dataset);
@@ -199,7 +219,7 @@ pub fn train_on(
             patience,
             refit,
         } => {
-            let seed = job.params.seed;
+            let seed = job.validation_seed.unwrap_or(job.params.seed);
             let carved =
                 ValidationSplit::carve(&dataset, job.validation_fraction, job.min_rating, seed);
             let val = prepare(&carved, &vocab, job.min_rating, job.eval_k);
@@ -238,11 +258,14 @@ pub fn train_on(
         .eval
         .as_ref()
         .map(|set| evaluate_model(&outcome.model, set, job.params.threads));
+    let counts = popularity(&dataset, job.min_rating);
     let popularity_metrics = full.eval.as_ref().map(|set| {
-        let counts = popularity(&dataset, job.min_rating);
         evaluate(set, job.params.threads, |_, out| {
             out.copy_from_slice(&counts)
         })
+    });
+    let cold_start = full.eval.as_ref().and_then(|set| {
+        cold_start_figures(&dataset, set, &outcome.model, &counts, job.params.threads)
     });
 
     let now = std::time::SystemTime::now()
@@ -255,7 +278,7 @@ pub fn train_on(
         vocab,
         outcome.clone(),
         early,
-        metrics.clone(),
+        (metrics.clone(), cold_start.clone()),
         &version,
         now,
     );
@@ -268,10 +291,51 @@ pub fn train_on(
     Ok(TrainSummary {
         metrics,
         popularity: popularity_metrics,
+        cold_start,
         train_seconds: outcome.train_seconds,
         epochs: outcome.best_epoch,
         artifact: path,
         version,
+    })
+}
+
+/// The model against popularity on the users or items a `users:`/`items:` split held out whole
+/// (see [`ColdStart`] for what is measured); None for other splits.
+fn cold_start_figures(
+    dataset: &Dataset,
+    set: &EvalSet,
+    model: &FmModel,
+    popularity_counts: &[f32],
+    threads: usize,
+) -> Option<ColdStart> {
+    let held = &dataset.held_out;
+    let compare = |set: &EvalSet| Comparison {
+        model: evaluate_model(model, set, threads),
+        popularity: evaluate(set, threads, |_, out| {
+            out.copy_from_slice(popularity_counts)
+        }),
+    };
+    let (kind, count, set, among) = if !held.users.is_empty() {
+        let cold = set.only_users(|u| held.user(u));
+        (ColdKind::Users, held.users.len(), cold, None)
+    } else if !held.items.is_empty() {
+        let cold = set.only_positives(|i| held.item(i));
+        let among = cold.among(|i| held.item(i));
+        let among = (!among.users.is_empty()).then(|| compare(&among));
+        (ColdKind::Items, held.items.len(), cold, among)
+    } else {
+        return None;
+    };
+    if set.users.is_empty() {
+        return None;
+    }
+    let Comparison { model, popularity } = compare(&set);
+    Some(ColdStart {
+        kind,
+        held_out: count,
+        model,
+        popularity,
+        among_held_out: among,
     })
 }
 
@@ -293,7 +357,7 @@ fn build_artifact(
     vocabulary: FeatureVocabulary,
     outcome: TrainOutcome,
     early_stopping: bool,
-    metrics: Option<Metrics>,
+    (metrics, cold_start): (Option<Metrics>, Option<ColdStart>),
     version: &str,
     now: u64,
 ) -> ModelArtifact {
@@ -324,6 +388,7 @@ fn build_artifact(
                 history: outcome.history,
             },
             metrics,
+            cold_start,
             vocabulary,
             users,
             items: dataset.items.clone(),
@@ -375,6 +440,9 @@ impl TrainJob {
             init_std: t.init_std,
             threads: t.threads,
             seed: s.data.seed,
+            user_id_dropout: t.user_id_dropout,
+            item_id_dropout: t.item_id_dropout,
+            side_learning_rate: t.side_learning_rate,
         };
         params.check()?;
         if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
@@ -412,6 +480,7 @@ impl TrainJob {
             out: t.out.clone(),
             tune: false,
             validation_fraction: t.validation_fraction,
+            validation_seed: None,
         })
     }
 }
@@ -439,6 +508,12 @@ impl TrainSummary {
                 serde_json::to_value(p).unwrap_or_default(),
             );
         }
+        if let Some(c) = &self.cold_start {
+            obj.insert(
+                "cold_start".into(),
+                serde_json::to_value(c).unwrap_or_default(),
+            );
+        }
         serde_json::Value::Object(obj)
     }
 
@@ -460,7 +535,50 @@ impl TrainSummary {
             }
             _ => out.push_str("no test positives: nothing evaluated\n"),
         }
+        if let Some(c) = &self.cold_start {
+            out.push_str(&cold_start_text(c));
+        }
         out
+    }
+}
+
+/// The cold-start figures as text: the model and popularity side by side.
+fn cold_start_text(c: &ColdStart) -> String {
+    let table = |title: String, m: &Metrics, p: &Metrics| {
+        let mut out = format!("{title}\n{:>14} {:>8} {:>10}\n", "", "model", "popularity");
+        for ((name, a), (_, b)) in m.named().into_iter().zip(p.named()) {
+            out.push_str(&format!("{name:>14} {a:>8.4} {b:>10.4}\n"));
+        }
+        out
+    };
+    match c.kind {
+        ColdKind::Users => table(
+            format!(
+                "cold-start users: {} held out whole, ranked from their side features",
+                c.held_out
+            ),
+            &c.model,
+            &c.popularity,
+        ),
+        ColdKind::Items => {
+            let mut out = table(
+                format!(
+                    "cold-start items: {} held out whole; their positives against the whole \
+                     catalog (recall@{} = share reaching the top {})",
+                    c.held_out, c.model.k, c.model.k
+                ),
+                &c.model,
+                &c.popularity,
+            );
+            if let Some(a) = &c.among_held_out {
+                out.push_str(&table(
+                    "held-out items ranked among themselves".into(),
+                    &a.model,
+                    &a.popularity,
+                ));
+            }
+            out
+        }
     }
 }
 

@@ -47,9 +47,10 @@ fn recall_at_ten_is_above_the_floor_and_scores_are_exact_inner_products() {
 
 #[test]
 fn self_recall_holds_for_items_that_exact_search_ranks_for_themselves() {
+    // Issue 10's bar, reached with the repair pass after the build (build::link_missed).
     let (_, _, g) = graph(4000, 0);
-    let s = g.self_recall(1000, Some(64)).unwrap();
-    assert!(s >= 0.9, "self-recall {s}");
+    let s = g.self_recall(4000, Some(64)).unwrap();
+    assert!(s >= 0.995, "self-recall {s}");
 }
 
 #[test]

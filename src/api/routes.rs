@@ -156,9 +156,13 @@ pub struct ModelResponse {
     /// Users, items and features.
     #[schema(value_type = Object)]
     pub counts: serde_json::Value,
-    /// Evaluation figures on the test split.
-    #[schema(value_type = Object)]
+    /// Evaluation figures on the test split (null without one).
+    #[schema(value_type = Option<Object>)]
     pub metrics: serde_json::Value,
+    /// Cold-start figures beside them (model and popularity on users or items held out whole by
+    /// the training split; null when it held out none).
+    #[schema(value_type = Option<Object>)]
+    pub cold_start: serde_json::Value,
     /// Index kind, parameters, size.
     #[schema(value_type = Object)]
     pub index: serde_json::Value,
@@ -404,6 +408,7 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
             "features": meta.vocabulary.len(),
         }),
         metrics: serde_json::to_value(&meta.metrics).unwrap_or_default(),
+        cold_start: serde_json::to_value(&meta.cold_start).unwrap_or_default(),
         index: serde_json::to_value(m.index_info()).unwrap_or_default(),
         index_quality: serde_json::to_value(m.index_quality()).unwrap_or_default(),
         registry_refused: state.refused(),

@@ -202,5 +202,6 @@ pub(super) fn load(dir: &Path, split: &SplitSpec) -> Result<Dataset, DataError> 
         users: entities(&users, "user", &user_side),
         items: entities(&items, "item", &item_side),
         interactions,
+        held_out: Default::default(),
     })
 }

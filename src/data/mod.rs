@@ -120,6 +120,30 @@ pub struct Dataset {
     pub items: Vec<Entity>,
     /// Every interaction, each marked train or test.
     pub interactions: Vec<Interaction>,
+    /// Users and items held out whole by a `users:` or `items:` split.
+    pub held_out: HeldOut,
+}
+
+/// Users and items held out whole (cold start): every interaction of theirs is test, the feature
+/// vocabulary never holds their id features, and they are encoded from their side features alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldOut {
+    /// Sorted indices into [`Dataset::users`].
+    pub users: Vec<u32>,
+    /// Sorted indices into [`Dataset::items`].
+    pub items: Vec<u32>,
+}
+
+impl HeldOut {
+    /// Whether user `u` is held out.
+    pub fn user(&self, u: u32) -> bool {
+        self.users.binary_search(&u).is_ok()
+    }
+
+    /// Whether item `i` is held out.
+    pub fn item(&self, i: u32) -> bool {
+        self.items.binary_search(&i).is_ok()
+    }
 }
 
 /// The input formats `--format` accepts.
@@ -167,13 +191,16 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// Divides interactions into train and test by a random split (the only kind a dataset read
-    /// from the database supports: canonical and file splits belong to their files).
+    /// Divides interactions into train and test by a random, users or items split (the kinds a
+    /// dataset read from the database supports: canonical and file splits belong to their files).
     pub fn apply_split(&mut self, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
         match spec {
-            SplitSpec::Random(_) => split::apply(self, spec, seed),
+            SplitSpec::Random(_) | SplitSpec::Users(_) | SplitSpec::Items(_) => {
+                split::apply(self, spec, seed)
+            }
             other => Err(DataError::InvalidOption(format!(
-                "split {other}: only random:FRACTION applies to data from the database"
+                "--split {other}: only random:FRACTION, users:FRACTION and items:FRACTION apply \
+                 to data from the database"
             ))),
         }
     }

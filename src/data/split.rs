@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DataError, Dataset, Interaction, Part};
+use super::{DataError, Dataset, HeldOut, Interaction, Part};
 use crate::rng::Rng;
 
 /// A `--split` value.
@@ -19,6 +19,12 @@ pub enum SplitSpec {
     Random(f64),
     /// Test interactions come from this file (same format as the main one); the rest is train.
     File(PathBuf),
+    /// Hold out this fraction of all users whole (cold-start users): every interaction of theirs is
+    /// test, and the model never sees them or their id features.
+    Users(f64),
+    /// Hold out this fraction of the catalog whole (cold-start items): every interaction with them
+    /// is test, and the model never sees them or their id features.
+    Items(f64),
 }
 
 impl FromStr for SplitSpec {
@@ -27,15 +33,23 @@ impl FromStr for SplitSpec {
     fn from_str(s: &str) -> Result<Self, DataError> {
         let bad = |why: &str| {
             DataError::InvalidOption(format!(
-                "split {s:?}: {why} (expected ua, ub, u1..u5, random:FRACTION or file:PATH)"
+                "--split {s:?}: {why} (expected ua, ub, u1..u5, random:FRACTION, users:FRACTION, \
+                 items:FRACTION or file:PATH)"
             ))
         };
-        if let Some(f) = s.strip_prefix("random:") {
+        let fraction = |f: &str| -> Result<f64, DataError> {
             let fraction: f64 = f.parse().map_err(|_| bad("fraction is not a number"))?;
             if !(fraction > 0.0 && fraction < 1.0) {
-                return Err(bad("fraction must be in (0, 1)"));
+                return Err(bad(&format!("fraction {fraction} is not in (0, 1)")));
             }
-            Ok(SplitSpec::Random(fraction))
+            Ok(fraction)
+        };
+        if let Some(f) = s.strip_prefix("random:") {
+            Ok(SplitSpec::Random(fraction(f)?))
+        } else if let Some(f) = s.strip_prefix("users:") {
+            Ok(SplitSpec::Users(fraction(f)?))
+        } else if let Some(f) = s.strip_prefix("items:") {
+            Ok(SplitSpec::Items(fraction(f)?))
         } else if let Some(p) = s.strip_prefix("file:") {
             if p.is_empty() {
                 return Err(bad("empty path"));
@@ -55,6 +69,8 @@ impl fmt::Display for SplitSpec {
             SplitSpec::Canonical(name) => write!(f, "{name}"),
             SplitSpec::Random(fraction) => write!(f, "random:{fraction}"),
             SplitSpec::File(path) => write!(f, "file:{}", path.display()),
+            SplitSpec::Users(fraction) => write!(f, "users:{fraction}"),
+            SplitSpec::Items(fraction) => write!(f, "items:{fraction}"),
         }
     }
 }
@@ -72,19 +88,70 @@ impl From<SplitSpec> for String {
     }
 }
 
-/// Applies a random split; canonical and file splits were resolved by the loader.
+/// Applies a random, users or items split; canonical and file splits were resolved by the loader.
 pub(super) fn apply(dataset: &mut Dataset, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
-    if let SplitSpec::Random(fraction) = spec {
-        let mut rng = Rng::derive(seed, 0x5911);
-        for it in &mut dataset.interactions {
-            it.part = if rng.uniform() < *fraction {
-                Part::Test
-            } else {
-                Part::Train
-            };
+    match spec {
+        SplitSpec::Random(fraction) => {
+            let mut rng = Rng::derive(seed, 0x5911);
+            for it in &mut dataset.interactions {
+                it.part = if rng.uniform() < *fraction {
+                    Part::Test
+                } else {
+                    Part::Train
+                };
+            }
         }
+        SplitSpec::Users(fraction) => {
+            let users = choose(
+                dataset.users.len(),
+                *fraction,
+                &mut Rng::derive(seed, 0xC01D),
+            );
+            hold_out_users(dataset, users);
+        }
+        SplitSpec::Items(fraction) => {
+            let items = choose(
+                dataset.items.len(),
+                *fraction,
+                &mut Rng::derive(seed, 0x17E5),
+            );
+            hold_out_items(dataset, items);
+        }
+        SplitSpec::Canonical(_) | SplitSpec::File(_) => {}
     }
     Ok(())
+}
+
+/// Exactly round(fraction · n) of the indices `0..n` (at least one when n > 1, never all), sorted:
+/// a fixed count rather than a coin per index, so that `users:0.2` of MovieLens 100K is always 189
+/// users.
+fn choose(n: usize, fraction: f64, rng: &mut Rng) -> Vec<u32> {
+    let count = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
+    let mut all: Vec<u32> = (0..n as u32).collect();
+    rng.shuffle(&mut all);
+    all.truncate(count);
+    all.sort_unstable();
+    all
+}
+
+/// Marks every interaction of `users` (sorted) as test and records them as held out.
+fn hold_out_users(dataset: &mut Dataset, users: Vec<u32>) {
+    for it in &mut dataset.interactions {
+        if users.binary_search(&it.user).is_ok() {
+            it.part = Part::Test;
+        }
+    }
+    dataset.held_out.users = users;
+}
+
+/// Marks every interaction with `items` (sorted) as test and records them as held out.
+fn hold_out_items(dataset: &mut Dataset, items: Vec<u32>) {
+    for it in &mut dataset.interactions {
+        if items.binary_search(&it.item).is_ok() {
+            it.part = Part::Test;
+        }
+    }
+    dataset.held_out.items = items;
 }
 
 /// Adds the interactions of a separate test file; any (user, item) pair it holds is removed from the
@@ -100,38 +167,68 @@ pub(super) fn merge_test_file(interactions: &mut Vec<Interaction>, test: Vec<Int
 pub struct ValidationSplit;
 
 impl ValidationSplit {
-    /// A copy of `dataset` whose test part is a random `fraction` of each user's train positives
-    /// (users with at least two), and whose train part is the rest of the original train part.
-    /// The original test interactions are dropped.
+    /// A copy of `dataset` whose test part is validation data carved from the train part the same
+    /// way the test part was made; the original test interactions are dropped.
+    ///
+    /// - After a `users:` split: a `fraction` of the *training* users (those with a train
+    ///   interaction) is held out whole, so that tuning measures cold-start users without ever
+    ///   looking at the held-out test users.
+    /// - After an `items:` split: a `fraction` of the items not already held out is held out whole;
+    ///   the test split's held-out items stay held out (the model must never see them either).
+    /// - Otherwise: a random `fraction` of each user's train positives (users with at least two).
     pub fn carve(dataset: &Dataset, fraction: f64, min_rating: f32, seed: u64) -> Dataset {
-        let mut rng = Rng::derive(seed, 0x7A11D);
-        let mut by_user: Vec<Vec<usize>> = vec![Vec::new(); dataset.users.len()];
-        let mut interactions: Vec<Interaction> = Vec::new();
-        for it in dataset
-            .interactions
-            .iter()
-            .filter(|it| it.part == Part::Train)
-        {
-            if Dataset::is_positive(it, min_rating) {
-                by_user[it.user as usize].push(interactions.len());
-            }
-            interactions.push(*it);
-        }
-        for positions in &mut by_user {
-            if positions.len() < 2 {
-                continue;
-            }
-            rng.shuffle(positions);
-            let n = ((positions.len() as f64 * fraction).round() as usize).max(1);
-            for &p in positions.iter().take(n.min(positions.len() - 1)) {
-                interactions[p].part = Part::Test;
-            }
-        }
-        Dataset {
+        let mut carved = Dataset {
             users: dataset.users.clone(),
             items: dataset.items.clone(),
-            interactions,
+            interactions: dataset
+                .interactions
+                .iter()
+                .filter(|it| it.part == Part::Train)
+                .copied()
+                .collect(),
+            held_out: HeldOut::default(),
+        };
+        let mut rng = Rng::derive(seed, 0x7A11D);
+        if !dataset.held_out.users.is_empty() {
+            let mut in_train = vec![false; dataset.users.len()];
+            for it in &carved.interactions {
+                in_train[it.user as usize] = true;
+            }
+            let training: Vec<u32> = (0..dataset.users.len() as u32)
+                .filter(|&u| in_train[u as usize])
+                .collect();
+            let picked = choose(training.len(), fraction, &mut rng);
+            let users = picked.iter().map(|&p| training[p as usize]).collect();
+            hold_out_users(&mut carved, users);
+        } else if !dataset.held_out.items.is_empty() {
+            let warm: Vec<u32> = (0..dataset.items.len() as u32)
+                .filter(|i| dataset.held_out.items.binary_search(i).is_err())
+                .collect();
+            let picked = choose(warm.len(), fraction, &mut rng);
+            let mut items: Vec<u32> = picked.iter().map(|&p| warm[p as usize]).collect();
+            hold_out_items(&mut carved, items.clone());
+            items.extend(&dataset.held_out.items);
+            items.sort_unstable();
+            carved.held_out.items = items;
+        } else {
+            let mut by_user: Vec<Vec<usize>> = vec![Vec::new(); dataset.users.len()];
+            for (p, it) in carved.interactions.iter().enumerate() {
+                if Dataset::is_positive(it, min_rating) {
+                    by_user[it.user as usize].push(p);
+                }
+            }
+            for positions in &mut by_user {
+                if positions.len() < 2 {
+                    continue;
+                }
+                rng.shuffle(positions);
+                let n = ((positions.len() as f64 * fraction).round() as usize).max(1);
+                for &p in positions.iter().take(n.min(positions.len() - 1)) {
+                    carved.interactions[p].part = Part::Test;
+                }
+            }
         }
+        carved
     }
 }
 
@@ -141,16 +238,32 @@ mod tests {
 
     #[test]
     fn split_specs_parse_and_print_back() {
-        for s in ["ua", "u3", "random:0.2", "file:/tmp/x.test"] {
+        for s in [
+            "ua",
+            "u3",
+            "random:0.2",
+            "users:0.2",
+            "items:0.25",
+            "file:/tmp/x.test",
+        ] {
             assert_eq!(s.parse::<SplitSpec>().unwrap().to_string(), s);
         }
     }
 
     #[test]
     fn bad_split_specs_are_refused_with_the_value() {
-        for s in ["random:1.5", "random:x", "u9", "file:"] {
+        for s in [
+            "random:1.5",
+            "random:x",
+            "u9",
+            "file:",
+            "users:1.5",
+            "users:0",
+            "items:-0.1",
+            "items:",
+        ] {
             let e = s.parse::<SplitSpec>().unwrap_err().to_string();
-            assert!(e.contains(s), "{e}");
+            assert!(e.contains(s) && e.contains("--split"), "{e}");
         }
     }
 }

@@ -159,6 +159,7 @@ pub fn generate(config: &SyntheticConfig, seed: u64) -> Dataset {
         users,
         items,
         interactions,
+        held_out: Default::default(),
     }
 }
 

@@ -31,9 +31,11 @@ impl From<FeatureVocabulary> for Vec<String> {
 }
 
 impl FeatureVocabulary {
-    /// The vocabulary a model trained on `dataset` knows: every feature of every item (the catalog),
-    /// and every feature of the users that have at least one train interaction. Users seen only in
-    /// the test part stay unknown, as they would be to a model in production.
+    /// The vocabulary a model trained on `dataset` knows: every feature of every item of the
+    /// catalog except the held-out ones, and every feature of the users that have at least one
+    /// train interaction. Users seen only in the test part (held-out users among them) and held-out
+    /// items stay unknown, as they would be to a model in production: they are ranked from the
+    /// features they share with the others.
     pub fn from_train(dataset: &Dataset) -> Self {
         let mut in_train = vec![false; dataset.users.len()];
         for it in &dataset.interactions {
@@ -47,7 +49,10 @@ impl FeatureVocabulary {
                 v.insert(f);
             }
         }
-        for item in &dataset.items {
+        for (i, item) in dataset.items.iter().enumerate() {
+            if dataset.held_out.item(i as u32) {
+                continue;
+            }
             for f in &item.features {
                 v.insert(f);
             }
@@ -122,6 +127,26 @@ impl FeatureRows {
         };
         for e in entities {
             let (row, _) = vocab.encode(&e.features);
+            rows.push(&row);
+        }
+        rows
+    }
+
+    /// Encodes each entity's features, leaving out the id feature (`features[0]`) of every entity
+    /// `e` for which `drop_id(e)` holds: how held-out users and items are seen (from their side
+    /// features alone), and how id dropout sees everyone.
+    pub fn encode_dropping_ids(
+        vocab: &FeatureVocabulary,
+        entities: &[Entity],
+        drop_id: impl Fn(u32) -> bool,
+    ) -> Self {
+        let mut rows = FeatureRows {
+            offsets: vec![0],
+            ..Default::default()
+        };
+        for (e, entity) in entities.iter().enumerate() {
+            let skip = usize::from(drop_id(e as u32));
+            let (row, _) = vocab.encode(entity.features.iter().skip(skip));
             rows.push(&row);
         }
         rows

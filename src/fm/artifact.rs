@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::eval::Metrics;
+use super::eval::{ColdStart, Metrics};
 use super::model::FmModel;
 use super::train::{EpochReport, TrainParams};
 use crate::data::{Entity, FeatureSet, FeatureVocabulary};
@@ -93,6 +93,10 @@ pub struct ArtifactMeta {
     pub training: TrainingInfo,
     /// Evaluation on the test split, when there was one.
     pub metrics: Option<Metrics>,
+    /// Under a `users:` or `items:` split, the model against popularity on what was held out whole
+    /// (absent from files written before cold-start splits existed).
+    #[serde(default)]
+    pub cold_start: Option<ColdStart>,
     /// Feature name → parameter row.
     pub vocabulary: FeatureVocabulary,
     /// Users known at training time, with their features.

@@ -65,6 +65,54 @@ impl EvalSet {
             item_rows,
         }
     }
+
+    /// The same evaluation over the users for which `keep` holds.
+    pub fn only_users(&self, keep: impl Fn(u32) -> bool) -> EvalSet {
+        EvalSet {
+            users: self
+                .users
+                .iter()
+                .filter(|u| keep(u.user))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The same evaluation with the positives restricted to the items for which `keep` holds
+    /// (users left without a positive are dropped), ranking the whole catalog as before.
+    pub fn only_positives(&self, keep: impl Fn(u32) -> bool) -> EvalSet {
+        let users = self
+            .users
+            .iter()
+            .filter_map(|u| {
+                let positives: Vec<u32> =
+                    u.positives.iter().copied().filter(|&i| keep(i)).collect();
+                (!positives.is_empty()).then(|| EvalUser {
+                    positives,
+                    ..u.clone()
+                })
+            })
+            .collect();
+        EvalSet {
+            users,
+            ..self.clone()
+        }
+    }
+
+    /// The same evaluation ranking only the items for which `candidate` holds: every other item is
+    /// excluded from every ranking, and positives outside the candidates are dropped.
+    pub fn among(&self, candidate: impl Fn(u32) -> bool) -> EvalSet {
+        let n_items = self.item_rows.len() as u32;
+        let others: Vec<u32> = (0..n_items).filter(|&i| !candidate(i)).collect();
+        let mut set = self.only_positives(&candidate);
+        for u in &mut set.users {
+            u.excluded.extend(&others);
+            u.excluded.sort_unstable();
+            u.excluded.dedup();
+        }
+        set
+    }
 }
 
 /// Averaged ranking figures at cut-off `k`.
@@ -271,6 +319,49 @@ pub fn evaluate_model(model: &FmModel, set: &EvalSet, threads: usize) -> Metrics
         let query = UserQuery::new(model, set.user_rows.row(u as usize));
         items.scores_into(&query.vector, out);
     })
+}
+
+/// The model beside the popularity ranking on the same users, positives and train data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The model's figures.
+    pub model: Metrics,
+    /// The popularity ranking's figures (items by their number of train positives).
+    pub popularity: Metrics,
+}
+
+/// What a `users:` or `items:` split held out whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColdKind {
+    /// Users never seen in training, ranked from their side features alone.
+    Users,
+    /// Items never seen in training, recalled from their side features alone.
+    Items,
+}
+
+/// Cold-start figures: the model against popularity on what was held out whole.
+///
+/// - `users`: every held-out user with a positive, ranking the whole catalog (nothing is excluded:
+///   they have no history), from their side features only.
+/// - `items`: every user with a positive on a held-out item, ranking the whole catalog minus their
+///   train items; the positives are the held-out items they liked, so recall@k is the share of
+///   those that reach the user's top k (*cold-item recall@k*). `among_held_out` ranks the held-out
+///   items only: how well features order new items against each other, whatever their scale
+///   against the known ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColdStart {
+    /// Users or items.
+    pub kind: ColdKind,
+    /// How many users (items) were held out.
+    pub held_out: usize,
+    /// The model's figures.
+    pub model: Metrics,
+    /// Popularity's figures on the same users and positives.
+    pub popularity: Metrics,
+    /// Items only: the ranking restricted to the held-out items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub among_held_out: Option<Comparison>,
 }
 
 /// The popularity ranking: each item scored by its number of train positives.

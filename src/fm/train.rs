@@ -68,6 +68,19 @@ pub struct TrainParams {
     pub threads: usize,
     /// Seed of initialisation, shuffling and sampling.
     pub seed: u64,
+    /// Probability of leaving a user's id feature out of a training sample (DropoutNet-style input
+    /// dropout, Volkovs et al. 2017): the user's side features then carry the whole user side of
+    /// the update, so they learn to rank for users the model has never seen. 0 turns it off.
+    #[serde(default)]
+    pub user_id_dropout: f32,
+    /// The same for items: each item of a sample (the positive and every sampled negative) loses
+    /// its id feature with this probability, so that new items are recallable from their features.
+    #[serde(default)]
+    pub item_id_dropout: f32,
+    /// Adagrad learning rate of side features (every feature that is not a user's or an item's
+    /// id); `None` uses `learning_rate`.
+    #[serde(default)]
+    pub side_learning_rate: Option<f32>,
 }
 
 impl TrainParams {
@@ -102,6 +115,17 @@ impl TrainParams {
         if !(1..=256).contains(&self.threads) {
             return Err(bad("threads", "in 1..=256", self.threads));
         }
+        if !(0.0..=1.0).contains(&self.user_id_dropout) {
+            return Err(bad("user_id_dropout", "in [0, 1]", self.user_id_dropout));
+        }
+        if !(0.0..=1.0).contains(&self.item_id_dropout) {
+            return Err(bad("item_id_dropout", "in [0, 1]", self.item_id_dropout));
+        }
+        if let Some(lr) = self.side_learning_rate {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(bad("side_learning_rate", "a finite number > 0", lr));
+            }
+        }
         Ok(())
     }
 }
@@ -129,6 +153,13 @@ pub struct TrainingSet {
     pub user_rows: FeatureRows,
     /// Features of every item (row = item index).
     pub item_rows: FeatureRows,
+    /// Every user's features without the id feature (what id dropout leaves).
+    pub user_side_rows: FeatureRows,
+    /// Every item's features without the id feature.
+    pub item_side_rows: FeatureRows,
+    /// Per feature, whether it is some user's or item's id feature (ids and side features may
+    /// learn at different rates).
+    pub is_id: Vec<bool>,
     /// Positive (user, item) pairs.
     pub positives: Vec<(u32, u32)>,
     /// Per user, the sorted items they interacted with in train, at any rating: never sampled as
@@ -352,17 +383,51 @@ impl<'a> Worker<'a> {
         item.within + dot(&user.sum, &item.sum)
     }
 
+    /// Row `r` of `rows`, or of `side` (the same row without its id feature) with probability
+    /// `p` when that leaves some feature. No random number is drawn when `p` is 0, so runs without
+    /// dropout are the same as before it existed.
+    fn maybe_drop(
+        rng: &mut Rng,
+        p: f32,
+        rows: &'a FeatureRows,
+        side: &'a FeatureRows,
+        r: u32,
+    ) -> SparseRow<'a> {
+        let full = rows.row(r as usize);
+        if p > 0.0 {
+            let without = side.row(r as usize);
+            if !without.0.is_empty() && without.0.len() < full.0.len() && rng.uniform() < p as f64 {
+                return without;
+            }
+        }
+        full
+    }
+
     /// Runs the loss over the given positives; returns the summed loss.
     fn run(&mut self, positives: &[(u32, u32)]) -> f64 {
-        let n_items = self.data.item_rows.len();
+        let data = self.data;
+        let n_items = data.item_rows.len();
+        let (p_user, p_item) = (self.hp.user_id_dropout, self.hp.item_id_dropout);
         let mut loss_sum = 0.0f64;
         for &(u, i) in positives {
-            self.user
-                .load(self.params, self.data.user_rows.row(u as usize));
-            self.pos
-                .load(self.params, self.data.item_rows.row(i as usize));
+            let u_row = Self::maybe_drop(
+                &mut self.rng,
+                p_user,
+                &data.user_rows,
+                &data.user_side_rows,
+                u,
+            );
+            let i_row = Self::maybe_drop(
+                &mut self.rng,
+                p_item,
+                &data.item_rows,
+                &data.item_side_rows,
+                i,
+            );
+            self.user.load(self.params, u_row);
+            self.pos.load(self.params, i_row);
             let s_pos = Self::item_score(&self.user, &self.pos);
-            let seen = &self.data.user_seen[u as usize];
+            let seen = &data.user_seen[u as usize];
             match self.hp.loss {
                 Loss::Warp => {
                     for sampled in 1..=self.hp.max_sampled {
@@ -370,14 +435,20 @@ impl<'a> Worker<'a> {
                         if seen.binary_search(&k).is_ok() {
                             continue;
                         }
-                        self.neg
-                            .load(self.params, self.data.item_rows.row(k as usize));
+                        let k_row = Self::maybe_drop(
+                            &mut self.rng,
+                            p_item,
+                            &data.item_rows,
+                            &data.item_side_rows,
+                            k,
+                        );
+                        self.neg.load(self.params, k_row);
                         let s_neg = Self::item_score(&self.user, &self.neg);
                         if s_neg > s_pos - 1.0 {
                             let rank = ((n_items - 1) / sampled).max(1) as f32;
                             let weight = rank.ln().min(10.0);
                             loss_sum += (weight * (1.0 - s_pos + s_neg)) as f64;
-                            self.update(u, i, k, weight);
+                            self.update(u_row, i_row, k_row, weight);
                             break;
                         }
                     }
@@ -393,30 +464,49 @@ impl<'a> Worker<'a> {
                     if seen.binary_search(&k).is_ok() {
                         continue;
                     }
-                    self.neg
-                        .load(self.params, self.data.item_rows.row(k as usize));
+                    let k_row = Self::maybe_drop(
+                        &mut self.rng,
+                        p_item,
+                        &data.item_rows,
+                        &data.item_side_rows,
+                        k,
+                    );
+                    self.neg.load(self.params, k_row);
                     let diff = s_pos - Self::item_score(&self.user, &self.neg);
                     // −ln σ(d) = ln(1 + e^(−d)); its derivative in d is −σ(−d).
                     loss_sum += (-diff as f64).exp().ln_1p();
                     let g = 1.0 / (1.0 + diff.exp());
-                    self.update(u, i, k, g);
+                    self.update(u_row, i_row, k_row, g);
                 }
             }
         }
         loss_sum
     }
 
-    /// A gradient step on the loss g·(s(u,k) − s(u,i)), i.e. along g·∂(s_pos − s_neg) upwards.
-    fn update(&mut self, u: u32, i: u32, k: u32, g: f32) {
-        let (lr, l2, dim) = (self.hp.learning_rate, self.hp.l2, self.params.k);
+    /// A gradient step on the loss g·(s(u,k) − s(u,i)), i.e. along g·∂(s_pos − s_neg) upwards, for
+    /// the user, positive and negative rows the scores were computed from (ids dropped or not).
+    fn update(&mut self, u_row: SparseRow<'_>, i_row: SparseRow<'_>, k_row: SparseRow<'_>, g: f32) {
+        let (l2, dim) = (self.hp.l2, self.params.k);
+        let (id_lr, side_lr) = (
+            self.hp.learning_rate,
+            self.hp.side_learning_rate.unwrap_or(self.hp.learning_rate),
+        );
+        let is_id = &self.data.is_id;
+        let rate = |j: u32| {
+            if is_id.get(j as usize).copied().unwrap_or(true) {
+                id_lr
+            } else {
+                side_lr
+            }
+        };
         // User side: ∂(s_ui − s_uk)/∂v_j = x_j (q_i − q_k); the user's linear terms cancel.
-        let (u_idx, u_val) = self.data.user_rows.row(u as usize);
+        let (u_idx, u_val) = u_row;
         for (&j, &x) in u_idx.iter().zip(u_val) {
             for ((o, &qi), &qk) in self.grad.iter_mut().zip(&self.pos.sum).zip(&self.neg.sum) {
                 *o = -g * x * (qi - qk);
             }
             self.params
-                .step_factors(j, &self.grad, lr, l2, &mut self.step);
+                .step_factors(j, &self.grad, rate(j), l2, &mut self.step);
         }
         // Item sides: Rendle's eq. 7 over the whole input (p_u + q), the positive's score pushed
         // up and the negative's down. A feature both items share (a genre) gets the net of the two.
@@ -434,8 +524,8 @@ impl<'a> Worker<'a> {
         {
             *t = p + q;
         }
-        let (i_idx, i_val) = self.data.item_rows.row(i as usize);
-        let (k_idx, k_val) = self.data.item_rows.row(k as usize);
+        let (i_idx, i_val) = i_row;
+        let (k_idx, k_val) = k_row;
         for (r, (&j, &x)) in i_idx.iter().zip(i_val).enumerate() {
             factor_gradient(x, self.pos.row(r, dim), &self.total_pos, &mut self.grad);
             self.grad.iter_mut().for_each(|o| *o *= -g);
@@ -454,8 +544,8 @@ impl<'a> Worker<'a> {
                 linear += g * xk;
             }
             self.params
-                .step_factors(j, &self.grad, lr, l2, &mut self.step);
-            self.params.step_weight(j, linear, lr, l2);
+                .step_factors(j, &self.grad, rate(j), l2, &mut self.step);
+            self.params.step_weight(j, linear, rate(j), l2);
         }
         for (r, (&j, &x)) in k_idx.iter().zip(k_val).enumerate() {
             if i_idx.contains(&j) {
@@ -464,8 +554,8 @@ impl<'a> Worker<'a> {
             factor_gradient(x, self.neg.row(r, dim), &self.total_neg, &mut self.grad);
             self.grad.iter_mut().for_each(|o| *o *= g);
             self.params
-                .step_factors(j, &self.grad, lr, l2, &mut self.step);
-            self.params.step_weight(j, g * x, lr, l2);
+                .step_factors(j, &self.grad, rate(j), l2, &mut self.step);
+            self.params.step_weight(j, g * x, rate(j), l2);
         }
     }
 }

@@ -41,6 +41,9 @@ pub fn small_params(loss: Loss) -> TrainParams {
         init_std: 1e-4,
         threads: 1,
         seed: 7,
+        user_id_dropout: 0.0,
+        item_id_dropout: 0.0,
+        side_learning_rate: None,
     }
 }
 
@@ -66,6 +69,7 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
         out: out.to_path_buf(),
         tune: false,
         validation_fraction: 0.1,
+        validation_seed: None,
     }
 }
 

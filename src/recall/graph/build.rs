@@ -166,6 +166,7 @@ pub(super) fn build(
             norms: &norms,
             l2,
             prune_l2,
+            codes: None,
         },
         locks: (0..n).map(|_| Mutex::new(())).collect(),
         entry: Mutex::new((0, links.levels[0] as usize)),
@@ -227,4 +228,145 @@ fn link_orphans(links: &Links) {
             break;
         }
     }
+}
+
+/// How many of the nodes a missed item's search ended on are candidates to link it from.
+const FROM: usize = 8;
+
+/// Items that a search for their own vector misses although exact search would rank them in its
+/// top 10, each with the [`FROM`] best nodes the search ended on: the places to link them
+/// from. The search is the one serving runs (over the byte codes when `view` has them, then an
+/// exact re-score); read-only.
+fn find_missed<K: Kernel>(
+    view: &View<'_>,
+    entry: (u32, usize),
+    ef: usize,
+    range: (usize, usize),
+    s: &mut Scratch,
+) -> Vec<(u32, [u32; FROM])> {
+    let mut missed = Vec::new();
+    let n = view.links.len();
+    let mut found: Vec<(f32, u32)> = Vec::with_capacity(ef);
+    let mut prepared = Vec::new();
+    // Exact distances, for the final order and the item's own score.
+    let exact = View {
+        codes: None,
+        ..*view
+    };
+    for i in range.0..range.1 {
+        let i = i as u32;
+        let q = view.row(i);
+        let offset = match view.codes {
+            Some(codes) => codes.prepare(q, &mut prepared),
+            None => 0.0,
+        };
+        let walk: &[f32] = if view.codes.is_some() { &prepared } else { q };
+        s.begin(n);
+        let start = (view.dist::<K>(walk, offset, entry.0), entry.0);
+        let ep = view.descend::<K>(walk, offset, start, entry.1, 0);
+        view.search_layer::<K>(walk, offset, ep, ef, 0, s, false, |_| true);
+        found.clear();
+        while let Some(Far(_, id)) = s.results.pop() {
+            found.push((exact.dist::<K>(q, 0.0, id), id));
+        }
+        found.sort_unstable_by(by_distance);
+        if found.is_empty() || found.iter().take(10).any(|&(_, id)| id == i) {
+            continue;
+        }
+        let own = exact.dist::<K>(q, 0.0, i);
+        let tenth = found.get(9).map_or(f32::INFINITY, |&(d, _)| d);
+        if own <= tenth {
+            let pick = |j: usize| found.get(j).map_or(found[0].1, |&(_, id)| id);
+            missed.push((i, std::array::from_fn(pick)));
+        }
+    }
+    missed
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn find_missed_avx2(
+    view: &View<'_>,
+    entry: (u32, usize),
+    ef: usize,
+    range: (usize, usize),
+    s: &mut Scratch,
+) -> Vec<(u32, [u32; FROM])> {
+    find_missed::<super::search::Avx2>(view, entry, ef, range, s)
+}
+
+/// Makes items reachable for their own vector (self-recall): under −⟨·,·⟩ the heuristic prunes
+/// links towards middling-norm items in favour of larger ones in the same direction, so a search
+/// for such an item's vector ends among its larger neighbours without ever stepping onto it,
+/// although exact search ranks it in the top 10 (module documentation). Each missed item gets a
+/// layer-0 link from the best of the nodes that search ended on with a free slot, else it takes
+/// the place of one of the last-kept links of the best one that has not given up a quarter of its
+/// list already. Returns how many links were added.
+pub(super) fn link_missed(
+    view: &View<'_>,
+    entry: (u32, usize),
+    ef: usize,
+    threads: usize,
+) -> usize {
+    let links = view.links;
+    let n = links.len();
+    if n < 2 {
+        return 0;
+    }
+    let threads = threads.max(1);
+    let per = n.div_ceil(threads);
+    let missed: Vec<(u32, [u32; FROM])> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let range = (t * per, ((t + 1) * per).min(n));
+                    with_scratch(|s| {
+                        #[cfg(target_arch = "x86_64")]
+                        if crate::kernels::has_avx2() {
+                            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                            return unsafe { find_missed_avx2(view, entry, ef, range, s) };
+                        }
+                        find_missed::<Portable>(view, entry, ef, range, s)
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut ids: Vec<u32> = Vec::with_capacity(links.m0);
+    let mut added = 0;
+    // Links each node has given up to repairs, so a hub that many missed items end on gives up
+    // different slots (at most a quarter of its list) instead of overwriting the last one again.
+    let mut given_up: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for (item, from) in missed {
+        let free = from
+            .iter()
+            .copied()
+            .find(|&r| r != item && (links.count(r, 0) < links.m0 || links.contains(r, 0, item)));
+        let target = free.or_else(|| {
+            from.iter()
+                .copied()
+                .find(|&r| r != item && given_up.get(&r).copied().unwrap_or(0) < links.m0 / 4)
+        });
+        let Some(r) = target else { continue };
+        ids.clear();
+        links.for_each(r, 0, |x| ids.push(x));
+        if ids.contains(&item) {
+            continue;
+        }
+        if ids.len() < links.m0 {
+            ids.push(item);
+        } else {
+            let k = given_up.entry(r).or_insert(0);
+            let slot = ids.len() - 1 - *k;
+            ids[slot] = item;
+            *k += 1;
+        }
+        links.set(r, 0, &ids);
+        added += 1;
+    }
+    added
 }

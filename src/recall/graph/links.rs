@@ -88,6 +88,18 @@ impl Links {
         }
     }
 
+    /// Starts loading the list of `node` on `level` (its first cache line, which holds the count
+    /// and the first ids).
+    #[inline(always)]
+    pub fn prefetch(&self, node: u32, level: usize) {
+        if level == 0 {
+            let at = node as usize * (1 + self.m0);
+            if let Some(first) = self.level0.get(at) {
+                crate::kernels::prefetch(first.as_ptr().cast());
+            }
+        }
+    }
+
     /// Calls `f` on each neighbour of `node` on `level`. The count is read with Acquire, after the
     /// writer stored the ids, so every id seen was a valid neighbour on this layer at some point.
     #[inline(always)]
@@ -97,6 +109,19 @@ impl Links {
         for a in &slot[1..=count] {
             f(a.load(Ordering::Relaxed));
         }
+    }
+
+    /// Number of neighbours of `node` on `level`.
+    pub fn count(&self, node: u32, level: usize) -> usize {
+        let slot = self.slot(node, level);
+        (slot[0].load(Ordering::Acquire) as usize).min(slot.len() - 1)
+    }
+
+    /// Whether `other` is a neighbour of `node` on `level`.
+    pub fn contains(&self, node: u32, level: usize, other: u32) -> bool {
+        let mut found = false;
+        self.for_each(node, level, |x| found |= x == other);
+        found
     }
 
     /// Replaces the list of `node` on `level` (the caller holds the node's build lock).

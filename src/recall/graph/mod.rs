@@ -22,13 +22,21 @@
 //!
 //! hnswlib's own self-recall on the 20k set was 0.84: under −⟨·,·⟩ a large-norm neighbour
 //! "dominates" middling-norm items in the heuristic, so they lose their incoming links. That is a
-//! property of inner-product graphs, not of the parallel build.
+//! property of inner-product graphs, not of the parallel build. So after the build one repair pass
+//! (`build::link_missed`) searches every item's own vector the way serving does and links each
+//! item it misses (though exact search ranks it top-10) from the nodes that search ended on; a
+//! second pass catches what the first one's links moved. At 200k × 64: self-recall 0.645 → 0.996
+//! and recall@10 at ef 64 0.990 → 0.995, for two searches per item on top of the build.
+//!
+//! Searches walk 8-bit codes of the vectors (`codes.rs`) and re-score the final `ef` candidates
+//! with the f32 vectors, so returned scores are exact.
 //!
 //! Layout: vectors contiguous (shared `Arc<ItemVectors>` for inner product, one normalised copy for
 //! cosine), fixed-size u32 neighbour slots (`links.rs`), per-thread generation-stamped visited set
 //! (`search.rs`), atomic tombstones (`tombstones.rs`), a versioned checksummed file (`persist.rs`).
 
 mod build;
+mod codes;
 mod links;
 mod persist;
 mod search;
@@ -41,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use persist::GraphFileError;
 
+use self::codes::Codes;
 use self::links::Links;
 use self::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
 use self::tombstones::Tombstones;
@@ -97,6 +106,9 @@ pub struct GraphParams {
     pub metric: Metric,
     /// The distance used to link the graph.
     pub build_space: BuildSpace,
+    /// Steer searches by 8-bit codes of the vectors and re-score the final `ef` candidates
+    /// exactly (`codes.rs`); a search setting, the links do not depend on it.
+    pub quantized: bool,
 }
 
 impl Default for GraphParams {
@@ -109,6 +121,7 @@ impl Default for GraphParams {
             threads: 0,
             metric: Metric::InnerProduct,
             build_space: BuildSpace::InnerProduct,
+            quantized: true,
         }
     }
 }
@@ -161,6 +174,13 @@ impl GraphParams {
     }
 }
 
+/// Beam width of the self-recall repair searches (`build::link_missed`), fixed so that the links
+/// do not depend on the search setting `ef_search`.
+const REPAIR_EF: usize = 64;
+/// Repair passes; at 200k × 64 the first linked 20,829 missed items, the second 1,155 more
+/// (self-recall 0.979 after one, 0.996 after two).
+const REPAIR_PASSES: usize = 2;
+
 /// Levels above this are never drawn (probability M^-30); keeps a corrupt or adversarial seed sane.
 const MAX_LEVEL: usize = 30;
 
@@ -170,6 +190,8 @@ pub struct GraphIndex {
     space: Arc<ItemVectors>,
     params: GraphParams,
     links: Links,
+    /// Byte codes of `space`, used when `params.quantized`.
+    codes: Codes,
     entry: u32,
     max_level: usize,
     tombstones: Tombstones,
@@ -243,7 +265,24 @@ impl GraphIndex {
             params.threads(),
             params.build_space,
         );
+        let codes = Codes::encode(space.as_slice(), space.dim());
+        if params.metric == Metric::InnerProduct {
+            let view = View {
+                data: space.as_slice(),
+                dim: space.dim(),
+                links: &links,
+                norms: &[],
+                l2: false,
+                prune_l2: false,
+                codes: params.quantized.then_some(&codes),
+            };
+            // The second pass catches items whose path the first pass's new links changed.
+            for _ in 0..REPAIR_PASSES {
+                build::link_missed(&view, (entry, max_level), REPAIR_EF, params.threads());
+            }
+        }
         Ok(GraphIndex {
+            codes,
             space,
             links,
             entry,
@@ -278,6 +317,12 @@ impl GraphIndex {
     /// Changes the default search breadth (a search parameter: the links do not depend on it).
     pub fn with_ef_search(mut self, ef_search: usize) -> Self {
         self.params.ef_search = ef_search.max(1);
+        self
+    }
+
+    /// Turns the quantised search (see [`GraphParams::quantized`]) on or off.
+    pub fn with_quantized(mut self, quantized: bool) -> Self {
+        self.params.quantized = quantized;
         self
     }
 
@@ -366,6 +411,7 @@ impl GraphIndex {
         filter: Filter<'_>,
         s: &mut Scratch,
     ) -> Vec<Hit> {
+        let quantized = self.params.quantized;
         let view = View {
             data: self.space.as_slice(),
             dim: self.space.dim(),
@@ -373,18 +419,40 @@ impl GraphIndex {
             norms: &[],
             l2: false,
             prune_l2: false,
+            codes: quantized.then_some(&self.codes),
+        };
+        let mut prepared = std::mem::take(&mut s.prepared);
+        let (walk_query, offset): (&[f32], f32) = if quantized {
+            let offset = self.codes.prepare(q, &mut prepared);
+            (&prepared, offset)
+        } else {
+            (q, 0.0)
         };
         s.begin(self.len());
-        let start = (view.dist::<K>(q, 0.0, self.entry), self.entry);
-        let ep = view.descend::<K>(q, 0.0, start, self.max_level, 0);
+        let start = (view.dist::<K>(walk_query, offset, self.entry), self.entry);
+        let ep = view.descend::<K>(walk_query, offset, start, self.max_level, 0);
         let dead = self.tombstones.count() > 0;
         if matches!(filter, Filter::All) && !dead {
-            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, |_| true);
+            view.search_layer::<K>(walk_query, offset, ep, ef, 0, s, false, |_| true);
         } else {
             let t = &self.tombstones;
-            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, |id| {
+            view.search_layer::<K>(walk_query, offset, ep, ef, 0, s, true, |id| {
                 filter.allows(id) && !t.is_dead(id)
             });
+        }
+        s.prepared = prepared;
+        if quantized {
+            // Re-score the beam's ef candidates exactly; the order among them may change. A plain
+            // loop: a closure passed to a non-inlined iterator would lose AVX2/FMA (see `select`).
+            let mut rescored = std::mem::take(&mut s.rescored);
+            rescored.clear();
+            while let Some(Far(_, id)) = s.results.pop() {
+                rescored.push(Far(-K::dot(q, self.space.row(id as usize)), id));
+            }
+            for &hit in &rescored {
+                s.results.push(hit);
+            }
+            s.rescored = rescored;
         }
         while s.results.len() > k {
             s.results.pop();
@@ -496,10 +564,14 @@ impl RecallIndex for GraphIndex {
                 "ef_construction": self.params.ef_construction,
                 "ef_search": self.params.ef_search,
                 "metric": self.params.metric,
+                "quantized": self.params.quantized,
                 "levels": self.max_level + 1,
                 "deactivated": self.tombstones.count(),
             }),
-            memory_bytes: vectors + self.links.memory_bytes() + self.tombstones.memory_bytes(),
+            memory_bytes: vectors
+                + self.links.memory_bytes()
+                + self.tombstones.memory_bytes()
+                + self.codes.memory_bytes(),
             build_seconds: self.build_seconds,
         }
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::codes::Codes;
 use super::links::{Links, NO_UPPER};
 use super::tombstones::Tombstones;
 use super::{BuildSpace, GraphIndex, GraphParams, Metric};
@@ -277,6 +278,7 @@ impl GraphIndex {
             threads: 0,
             metric,
             build_space,
+            quantized: GraphParams::default().quantized,
         };
         params
             .check()
@@ -302,7 +304,9 @@ impl GraphIndex {
             Metric::InnerProduct => vectors,
             Metric::Cosine => Arc::new(super::normalised(&vectors)),
         };
+        let codes = Codes::encode(space.as_slice(), space.dim());
         Ok(GraphIndex {
+            codes,
             space,
             links,
             entry,

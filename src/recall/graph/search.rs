@@ -8,14 +8,17 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use super::codes::Codes;
 use super::links::Links;
-use crate::kernels::{dot_inline, prefetch};
+use crate::kernels::{dot_inline, dot_u8_inline, prefetch};
 
 /// A dot-product kernel chosen once per search or insertion, so that the whole loop is compiled for
 /// one instruction set and the dot inlines into it.
 pub(super) trait Kernel {
     /// ⟨a, b⟩.
     fn dot(a: &[f32], b: &[f32]) -> f32;
+    /// ⟨a, b⟩ with byte codes `b`.
+    fn dot_u8(a: &[f32], b: &[u8]) -> f32;
 }
 
 /// Baseline instructions (SSE2 on x86-64), any CPU.
@@ -25,6 +28,10 @@ impl Kernel for Portable {
     #[inline(always)]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         dot_inline(a, b, false)
+    }
+    #[inline(always)]
+    fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
+        dot_u8_inline(a, b, false)
     }
 }
 
@@ -38,6 +45,12 @@ impl Kernel for Avx2 {
     #[inline(always)]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         dot_inline(a, b, true)
+    }
+    #[inline(always)]
+    fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
+        // SAFETY: `Avx2` is only used inside functions compiled for AVX2 + FMA, which the caller
+        // checked the CPU has (`kernels::has_avx2`).
+        unsafe { crate::kernels::avx2::dot_u8(a, b) }
     }
 }
 
@@ -100,6 +113,10 @@ pub(super) struct Scratch {
     pending: Vec<u32>,
     /// The normalised query of a cosine search.
     pub query: Vec<f32>,
+    /// The query prepared for the byte codes (`codes.rs`).
+    pub prepared: Vec<f32>,
+    /// The beam's candidates re-scored exactly.
+    pub rescored: Vec<Far>,
 }
 
 thread_local! {
@@ -154,6 +171,9 @@ pub(super) struct View<'a> {
     pub l2: bool,
     /// The heuristic's domination test uses ‖a − b‖² while candidates are ranked by −⟨a, b⟩.
     pub prune_l2: bool,
+    /// Score nodes by their byte codes instead of `data`: queries are then prepared by
+    /// [`Codes::prepare`] and `qn` carries the offset it returns (searches only, never builds).
+    pub codes: Option<&'a Codes>,
 }
 
 impl View<'_> {
@@ -166,11 +186,35 @@ impl View<'_> {
     /// Distance from a query `q` (squared norm `qn`, used only for L2) to node `id`.
     #[inline(always)]
     pub fn dist<K: Kernel>(&self, q: &[f32], qn: f32, id: u32) -> f32 {
+        if let Some(codes) = self.codes {
+            return -(qn + K::dot_u8(q, codes.row(id)));
+        }
         let dot = K::dot(q, self.row(id));
         if !self.l2 {
             -dot
         } else {
             qn + self.norms[id as usize] - 2.0 * dot
+        }
+    }
+
+    /// Starts loading every cache line that scoring `id` will read.
+    #[inline(always)]
+    fn prefetch_node(&self, id: u32) {
+        if let Some(codes) = self.codes {
+            let code = codes.row(id);
+            prefetch(code.as_ptr().cast());
+            if let Some(last) = code.last() {
+                prefetch((last as *const u8).cast());
+            }
+            return;
+        }
+        // Every cache line of the row (16 floats each, plus the one holding the last).
+        let row = self.row(id);
+        for line in row.chunks(16) {
+            prefetch(line.as_ptr());
+        }
+        if let Some(last) = row.last() {
+            prefetch(last);
         }
     }
 
@@ -240,19 +284,17 @@ impl View<'_> {
             if cd > bound && (s.results.len() >= ef || !filtered) {
                 break;
             }
+            // The next node to expand is most likely the next candidate: load its list while this
+            // one's neighbours are scored (hnswlib gets this from storing lists beside vectors).
+            if let Some(next) = s.candidates.peek() {
+                self.links.prefetch(next.1, level);
+            }
             // Mark and prefetch all fresh neighbours first, then score them: their loads overlap.
             let mut pending = std::mem::take(&mut s.pending);
             pending.clear();
             self.links.for_each(c, level, |nb| {
                 if s.visit(nb) {
-                    // Every cache line of the row (16 floats each, plus the one holding the last).
-                    let row = self.row(nb);
-                    for line in row.chunks(16) {
-                        prefetch(line.as_ptr());
-                    }
-                    if let Some(last) = row.last() {
-                        prefetch(last);
-                    }
+                    self.prefetch_node(nb);
                     pending.push(nb);
                 }
             });

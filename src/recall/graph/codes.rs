@@ -1,0 +1,122 @@
+//! 8-bit scalar quantisation of the vectors the graph walks (one byte per component, per-dimension
+//! range), used to steer the beam; the final candidates are re-scored with the f32 vectors, so the
+//! scores returned stay exact inner products.
+//!
+//! Why: a search spends its time waiting for memory. A 65-dim f32 row spans five cache lines, its
+//! code two at most, and 200k codes (13 MB) fit in this machine's L3 where the f32 rows (52 MB) do
+//! not. The same idea as Faiss's `IndexHNSWSQ` (SQ8) and hnswlib forks with int8 storage.
+//!
+//! x_j ≈ min_j + step_j · c_j, so ⟨q, x⟩ ≈ Σ q_j min_j + Σ (q_j step_j) c_j: a query is turned once
+//! into `(offset, q ∘ step)` and each code costs one u8 → f32 dot product.
+
+/// The codes of every row, and the per-dimension ranges to decode them.
+pub(super) struct Codes {
+    dim: usize,
+    min: Vec<f32>,
+    step: Vec<f32>,
+    codes: Vec<u8>,
+}
+
+impl Codes {
+    /// Quantises `data` (row-major, `dim` wide; finite, as every index checks).
+    pub fn encode(data: &[f32], dim: usize) -> Codes {
+        let mut min = vec![f32::INFINITY; dim];
+        let mut max = vec![f32::NEG_INFINITY; dim];
+        for row in data.chunks_exact(dim) {
+            for (j, &x) in row.iter().enumerate() {
+                min[j] = min[j].min(x);
+                max[j] = max[j].max(x);
+            }
+        }
+        if data.is_empty() {
+            min.iter_mut().for_each(|m| *m = 0.0);
+            max.iter_mut().for_each(|m| *m = 0.0);
+        }
+        let step: Vec<f32> = min
+            .iter()
+            .zip(&max)
+            .map(|(lo, hi)| (hi - lo) / 255.0)
+            .collect();
+        let mut codes = crate::memory::filled_vec(data.len(), 0u8);
+        for (row, out) in data.chunks_exact(dim).zip(codes.chunks_exact_mut(dim)) {
+            for j in 0..dim {
+                if step[j] > 0.0 {
+                    out[j] = ((row[j] - min[j]) / step[j]).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        Codes {
+            dim,
+            min,
+            step,
+            codes,
+        }
+    }
+
+    /// The code of row `id`.
+    #[inline(always)]
+    pub fn row(&self, id: u32) -> &[u8] {
+        let s = id as usize * self.dim;
+        &self.codes[s..s + self.dim]
+    }
+
+    /// Turns `query` into `out = query ∘ step` and returns the offset Σ query_j min_j, so that
+    /// ⟨query, x⟩ ≈ offset + ⟨out, code(x)⟩.
+    pub fn prepare(&self, query: &[f32], out: &mut Vec<f32>) -> f32 {
+        out.clear();
+        out.extend(query.iter().zip(&self.step).map(|(q, s)| q * s));
+        query.iter().zip(&self.min).map(|(q, m)| q * m).sum()
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.codes.len() + 8 * self.dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_inner_products_are_within_the_quantisation_error() {
+        let dim = 9;
+        let data: Vec<f32> = (0..dim * 50)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let codes = Codes::encode(&data, dim);
+        let query: Vec<f32> = (0..dim).map(|j| (j as f32 - 4.0) / 3.0).collect();
+        let mut prepared = Vec::new();
+        let offset = codes.prepare(&query, &mut prepared);
+        for (i, row) in data.chunks_exact(dim).enumerate() {
+            let exact: f32 = row.iter().zip(&query).map(|(a, b)| a * b).sum();
+            let approx = offset
+                + codes
+                    .row(i as u32)
+                    .iter()
+                    .zip(&prepared)
+                    .map(|(&c, q)| c as f32 * q)
+                    .sum::<f32>();
+            // Each component is off by at most half a step.
+            let bound: f32 = query
+                .iter()
+                .zip(&codes.step)
+                .map(|(q, s)| q.abs() * s / 2.0)
+                .sum();
+            assert!(
+                (exact - approx).abs() <= bound + 1e-4,
+                "{exact} vs {approx}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_constant_dimension_decodes_exactly() {
+        let data = vec![3.0, 1.0, 3.0, 2.0, 3.0, 5.0];
+        let codes = Codes::encode(&data, 2);
+        let mut prepared = Vec::new();
+        let offset = codes.prepare(&[1.0, 0.0], &mut prepared);
+        assert_eq!(offset, 3.0);
+        assert_eq!(prepared[0], 0.0);
+    }
+}
