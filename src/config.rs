@@ -96,6 +96,10 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// Requests taking longer get 408.
     pub request_timeout_ms: u64,
+    /// A connection that has not sent a request's complete headers this long after it opened
+    /// (or after its previous response) is closed: slow or idle clients cannot hold connections.
+    /// 0 turns the timeout off.
+    pub header_read_timeout_ms: u64,
     /// Requests in flight beyond this get 503.
     pub max_concurrency: usize,
     /// Bearer token of the admin routes; empty turns them off.

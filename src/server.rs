@@ -43,6 +43,7 @@ pub struct Application {
     model_path: PathBuf,
     grace: Duration,
     poll: Duration,
+    header_read_timeout: Duration,
 }
 
 /// Which model to serve, and whether to follow the registry afterwards.
@@ -98,6 +99,14 @@ pub async fn choose_model(
         });
     };
     if let Some(active) = store.active_model().await? {
+        // A file missing or changed since registration would serve another model than the
+        // registry names (or none): stop with the reason, as for a model that does not load.
+        crate::store::verify_artifact(&active).map_err(|e| {
+            ServerError::Model(format!(
+                "the registry's active model {} ({}) is refused: {e}",
+                active.id, active.version
+            ))
+        })?;
         return Ok(ModelChoice {
             path: active.artifact_path,
             follow_registry: true,
@@ -153,6 +162,7 @@ impl Application {
             model_path,
             grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
             poll: Duration::from_secs_f64(settings.database.poll_seconds),
+            header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
         })
     }
 
@@ -179,11 +189,12 @@ impl Application {
             model_path,
             grace,
             poll,
+            header_read_timeout,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = api::router(state.clone());
         let mut drained = stop_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let server = serve_connections(listener, app, header_read_timeout, async move {
             let _ = drained.wait_for(|s| *s).await;
         });
         let loader = {
@@ -193,7 +204,7 @@ impl Application {
                 api::swap_model(&state, model_path).await
             }
         };
-        let serving = tokio::spawn(async move { server.await });
+        let serving = tokio::spawn(server);
         tokio::pin!(shutdown);
         let load_failed = tokio::select! {
             loaded = loader => loaded.err(),
@@ -232,6 +243,76 @@ impl Application {
             }
         }
     }
+}
+
+/// Accepts connections and serves each with hyper's HTTP/1.1, as `axum::serve` does, but with a
+/// timer, so that a connection that has not sent a request's complete headers within
+/// `header_read_timeout` (a slow or idle client) is closed instead of held for ever. When
+/// `shutdown` completes it stops accepting, lets every connection finish the request in flight and
+/// close, and returns once all have (the caller bounds the wait).
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    // Dropping `closing` asks every connection to close; `open` is closed once every connection
+    // task has dropped its receiver.
+    let (closing, closing_rx) = tokio::sync::watch::channel(());
+    let (open, open_rx) = tokio::sync::watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout((!header_read_timeout.is_zero()).then_some(header_read_timeout));
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        let still_open = open_rx.clone();
+        tokio::spawn(async move {
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(still_open);
+        });
+    }
+    drop(listener);
+    drop(closing);
+    drop(open_rx);
+    open.closed().await;
+    Ok(())
+}
+
+/// An accept error: a connection reset before it was accepted is skipped; anything else (out of
+/// file descriptors above all) is logged and retried after a pause, so the loop never spins and
+/// never stops while connections close and free descriptors.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "accepting a connection failed; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Completes on SIGTERM or Ctrl-C.

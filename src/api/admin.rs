@@ -1,5 +1,6 @@
 //! Admin routes (bearer token): reload a model file, and the registry (list, activate, rollback).
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -53,10 +54,11 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
 
 /// Load a model artifact and swap it in; the old one serves until the new one is ready, and keeps
 /// serving if the new one is refused.
-#[utoipa::path(post, path = "/v1/admin/reload", request_body = ReloadRequest, tag = "admin",
+#[utoipa::path(post, path = "/v1/admin/reload", request_body = Option<ReloadRequest>, tag = "admin",
     security(("bearer" = [])),
-    responses((status = 200, body = ReloadResponse), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ReloadResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
 pub async fn reload(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -157,14 +159,16 @@ pub async fn list_models(
 /// Activate a registered model; every replica serves it within one poll interval.
 #[utoipa::path(post, path = "/v1/admin/models/{id}/activate", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Registry id")),
-    responses((status = 200, body = ModelChange), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelChange), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 pub async fn activate(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<ModelChange>, ApiError> {
     authorize(&state, &headers)?;
+    let Path(id) = id.map_err(|e| ApiError::field("id", e.body_text()))?;
     let active = store(&state)?.activate(id, "http").await?;
     super::sync_with_registry(&state).await;
     Ok(Json(ModelChange { active }))

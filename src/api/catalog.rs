@@ -27,8 +27,10 @@ fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
 /// `PUT /v1/users/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"features": ["region:r3", "occupation:o3"]}))]
 pub struct UserBody {
-    /// The user's side features (`name:value`).
+    /// The user's side features (`name:value`, at most 1000).
+    #[schema(max_items = 1000)]
     pub features: Vec<String>,
 }
 
@@ -45,7 +47,7 @@ pub struct UserStored {
 
 /// Create or replace a user; recall by this id works at once, from these features.
 #[utoipa::path(put, path = "/v1/users/{user_id}", tag = "catalog", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "User id")), request_body = UserBody,
+    params(("user_id" = String, Path, description = "User id", min_length = 1, max_length = 256)), request_body = UserBody,
     responses((status = 200, body = UserStored), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn put_user(
@@ -101,7 +103,7 @@ pub struct ItemState {
 
 /// Deactivate or reactivate an item; every replica applies it within one poll interval, this one at once.
 #[utoipa::path(patch, path = "/v1/items/{item_id}", tag = "catalog", security(("bearer" = [])),
-    params(("item_id" = String, Path, description = "Item id")), request_body = ItemPatch,
+    params(("item_id" = String, Path, description = "Item id", min_length = 1, max_length = 256)), request_body = ItemPatch,
     responses((status = 200, body = ItemState), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn patch_item(
@@ -135,11 +137,14 @@ pub async fn patch_item(
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
     /// User id.
+    #[schema(min_length = 1, max_length = 256)]
     pub user_id: String,
     /// Item id.
+    #[schema(min_length = 1, max_length = 256)]
     pub item_id: String,
     /// Kind (default `interaction`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub kind: Option<String>,
     /// Rating or weight (finite).
     #[serde(default)]
@@ -152,8 +157,10 @@ pub struct EventBody {
 /// `POST /v1/events`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": [{"user_id": "42", "item_id": "7", "weight": 5.0}]}))]
 pub struct EventsBody {
     /// 1..=max_batch × 10 events.
+    #[schema(min_items = 1)]
     pub events: Vec<EventBody>,
 }
 

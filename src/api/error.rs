@@ -232,8 +232,15 @@ pub fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-/// Deserialises JSON, naming the path of a field with the wrong type or value.
+/// Deserialises a JSON object, naming the path of a field with the wrong type or value. Any other
+/// JSON value is refused: serde would otherwise read a struct from an array, field by position
+/// (`[]` as `{}`, `["3", null, 5]` as a recall request).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(kind) = not_an_object(bytes) {
+        return Err(ApiError::InvalidJson(format!(
+            "the body must be a JSON object, got {kind}"
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -261,6 +268,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::InvalidJson(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// What a body holds instead of a JSON object (`an array`, `a string`, …), judged by its first
+/// character; `None` for an object, and for an empty or malformed body (the parser names those).
+pub fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b'-' | b'0'..=b'9' => Some("a number"),
+        b't' | b'f' => Some("a boolean"),
+        b'n' => Some("null"),
+        _ => None,
+    }
 }
 
 /// `missing field `k`` → `k`.

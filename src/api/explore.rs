@@ -64,8 +64,10 @@ pub struct FeaturesResponse {
 
 /// `?limit=` of the user route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserParams {
     /// Most known items to list (1..=max_k, default 100 or max_k if lower).
+    #[param(minimum = 1)]
     pub limit: Option<usize>,
 }
 
@@ -89,12 +91,15 @@ pub struct UserResponse {
 
 /// `?q=&offset=&limit=` of the item listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemsParams {
     /// Case-insensitive part of an id or title; an exact id comes first. Empty: every item.
+    #[param(max_length = 256)]
     pub q: Option<String>,
     /// Matches to skip (default 0).
     pub offset: Option<usize>,
     /// Most items to return (1..=max_k, default 20 or max_k if lower).
+    #[param(minimum = 1)]
     pub limit: Option<usize>,
 }
 
@@ -197,8 +202,8 @@ pub async fn items(
     let limit = limit(&state, params.limit, 20)?;
     let offset = params.offset.unwrap_or(0);
     let q = params.q.unwrap_or_default();
-    if q.len() > 256 {
-        return Err(ApiError::field("q", "q must be at most 256 bytes"));
+    if q.chars().count() > 256 {
+        return Err(ApiError::field("q", "q must be at most 256 characters"));
     }
     let m = serving(&state)?;
     let answer = state

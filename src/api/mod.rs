@@ -50,8 +50,8 @@ pub struct AppState {
     pub follow_registry: bool,
     /// Deactivated item ids, as last read from the catalog; applied to every model swapped in.
     inactive_ids: Arc<arc_swap::ArcSwap<Vec<String>>>,
-    /// A registry version that failed to load, not retried until the registry changes.
-    refused_version: Arc<std::sync::Mutex<Option<String>>>,
+    /// The registry's active model when it failed to load, not retried until the registry changes.
+    refused: Arc<std::sync::Mutex<Option<RefusedModel>>>,
     /// One reload at a time.
     reload_lock: Arc<tokio::sync::Mutex<()>>,
     /// Permits for CPU-bound work: about one per core, so a burst of requests queues here instead of
@@ -75,7 +75,7 @@ impl AppState {
             store: None,
             follow_registry: false,
             inactive_ids: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
-            refused_version: Arc::new(std::sync::Mutex::new(None)),
+            refused: Arc::new(std::sync::Mutex::new(None)),
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -115,12 +115,34 @@ impl AppState {
         }
     }
 
+    /// The registry's active model if this service refused to load it (while the previous one
+    /// keeps serving); `None` when it serves what the registry says, or follows no registry.
+    pub fn refused(&self) -> Option<RefusedModel> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+
+    fn set_refused(&self, refused: Option<RefusedModel>) {
+        if let Ok(mut r) = self.refused.lock() {
+            *r = refused;
+        }
+    }
+
     /// With a database; `follow_registry` makes the service serve whatever model is active there.
     pub fn with_store(mut self, store: Store, follow_registry: bool) -> Self {
         self.store = Some(store);
         self.follow_registry = follow_registry;
         self
     }
+}
+
+/// The registry's active model, which this service refused to load: the model it serves instead is
+/// the previous one.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RefusedModel {
+    /// The refused version.
+    pub version: String,
+    /// Why: the file is missing, changed since it was registered, or does not load.
+    pub reason: String,
 }
 
 /// Reads the deactivated items from the catalog and applies them to the serving model.
@@ -146,20 +168,24 @@ pub async fn sync_with_registry(state: &AppState) {
         match store.active_model().await {
             Ok(Some(active)) => {
                 let serving = state.model.load_full().map(|m| m.meta().version.clone());
-                let refused = state.refused_version.lock().ok().and_then(|r| r.clone());
-                if serving.as_deref() != Some(active.version.as_str())
-                    && refused.as_deref() != Some(active.version.as_str())
-                {
+                let refused = state.refused().map(|r| r.version);
+                if serving.as_deref() == Some(active.version.as_str()) {
+                    state.set_refused(None);
+                } else if refused.as_deref() != Some(active.version.as_str()) {
                     let outcome = match crate::store::verify_artifact(&active) {
                         Ok(()) => swap_model(state, active.artifact_path.clone())
                             .await
                             .map(|_| ()),
                         Err(e) => Err(ApiError::ModelRefused(e.to_string())),
                     };
-                    if let Err(e) = outcome {
-                        tracing::error!(version = %active.version, error = %e, "active model refused; the previous one keeps serving");
-                        if let Ok(mut r) = state.refused_version.lock() {
-                            *r = Some(active.version.clone());
+                    match outcome {
+                        Ok(()) => state.set_refused(None),
+                        Err(e) => {
+                            tracing::error!(version = %active.version, error = %e, "active model refused; the previous one keeps serving");
+                            state.set_refused(Some(RefusedModel {
+                                version: active.version.clone(),
+                                reason: e.to_string(),
+                            }));
                         }
                     }
                 }

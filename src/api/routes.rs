@@ -24,6 +24,7 @@ fn yes() -> bool {
 /// `POST /v1/recall`: a user by id, or by features (cold start), and what to leave out.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "42", "k": 5}))]
 pub struct RecallRequest {
     /// A known user's id.
     #[serde(default)]
@@ -60,8 +61,10 @@ pub struct RecallResponse {
 /// `POST /v1/recall/batch`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"queries": [{"user_id": "42", "k": 3}, {"features": ["region:r3"], "k": 3}]}))]
 pub struct BatchRequest {
     /// The queries, answered in order.
+    #[schema(min_items = 1)]
     pub queries: Vec<RecallRequest>,
 }
 
@@ -87,6 +90,7 @@ pub struct BatchResponse {
 /// `POST /v1/score`: exact FM scores of candidate items for a user.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "42", "item_ids": ["1", "2", "3"]}))]
 pub struct ScoreRequest {
     /// A known user's id.
     #[serde(default)]
@@ -94,7 +98,8 @@ pub struct ScoreRequest {
     /// Features of the user (cold start, or added to a known user's).
     #[serde(default)]
     pub features: Option<Vec<String>>,
-    /// Items to score.
+    /// Items to score (1..=max_k).
+    #[schema(min_items = 1)]
     pub item_ids: Vec<String>,
 }
 
@@ -111,8 +116,10 @@ pub struct ScoreResponse {
 
 /// `?k=` of the similar-items route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SimilarParams {
-    /// How many items (default 10).
+    /// How many items (1..=max_k, default 10).
+    #[param(minimum = 1)]
     pub k: Option<usize>,
 }
 
@@ -149,19 +156,22 @@ pub struct ModelResponse {
     /// Users, items and features.
     #[schema(value_type = Object)]
     pub counts: serde_json::Value,
-    /// Evaluation figures on the test split.
-    #[schema(value_type = Object)]
+    /// Evaluation figures on the test split (null without one).
+    #[schema(value_type = Option<Object>)]
     pub metrics: serde_json::Value,
     /// Cold-start figures beside them (model and popularity on users or items held out whole by
     /// the training split; null when it held out none).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub cold_start: serde_json::Value,
     /// Index kind, parameters, size.
     #[schema(value_type = Object)]
     pub index: serde_json::Value,
     /// The index's recall@10 against brute force on sample queries (null for exact search).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub index_quality: serde_json::Value,
+    /// The registry's active model when this service refused to load it (its file is missing,
+    /// altered or broken): the version above, the previous one, keeps serving. Null otherwise.
+    pub registry_refused: Option<super::RefusedModel>,
 }
 
 /// Liveness.
@@ -401,6 +411,7 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
         cold_start: serde_json::to_value(&meta.cold_start).unwrap_or_default(),
         index: serde_json::to_value(m.index_info()).unwrap_or_default(),
         index_quality: serde_json::to_value(m.index_quality()).unwrap_or_default(),
+        registry_refused: state.refused(),
     }))
 }
 

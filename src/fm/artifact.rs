@@ -177,6 +177,10 @@ impl ModelArtifact {
             .ok_or_else(|| corrupted(format!("header length {header_len} exceeds the file")))?;
         let meta: ArtifactMeta = serde_json::from_slice(&content[20..header_end])
             .map_err(|e| corrupted(format!("header: {e}")))?;
+        // Hyper-parameters the trainer would refuse (a dimension of 0 …) were never written by it.
+        meta.params
+            .check()
+            .map_err(|e| corrupted(format!("header: {e}")))?;
         let floats = &content[header_end..];
         let n = meta.vocabulary.len();
         let k = meta.params.dim;
@@ -208,6 +212,12 @@ impl ModelArtifact {
                 .any(|&i| i as usize >= meta.items.len())
         {
             return Err(corrupted("seen lists do not match users and items".into()));
+        }
+        // Every user and item starts with its id feature; serving relies on it.
+        for (kind, entities) in [("user", &meta.users), ("item", &meta.items)] {
+            if let Some(e) = entities.iter().find(|e| e.features.is_empty()) {
+                return Err(corrupted(format!("{kind} {:?} has no features", e.id)));
+            }
         }
         Ok(ModelArtifact { meta, model })
     }
@@ -242,6 +252,14 @@ impl ModelArtifact {
         } else {
             path.to_path_buf()
         };
+        // A device or a pipe (`/dev/zero`, a FIFO) would be read without end: only regular files.
+        let metadata = std::fs::metadata(&file).map_err(io_err(&file))?;
+        if !metadata.is_file() {
+            return Err(io_err(&file)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
         let bytes = std::fs::read(&file).map_err(io_err(&file))?;
         Self::from_bytes(&bytes, &file)
     }

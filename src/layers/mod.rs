@@ -183,6 +183,13 @@ impl LayerError {
 /// (`mode: unknown variant `x`, expected `train` or `eval``); unknown and missing fields are named by
 /// serde itself; anything else (malformed JSON, a body that is not an object) is field `"body"`.
 pub fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, LayerError> {
+    // serde reads a struct from an array too, field by position: only objects are requests.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(LayerError::Parse {
+            field: "body".into(),
+            message: "the body must be a JSON object, got an array".into(),
+        });
+    }
     serde_json::from_slice(body).map_err(|e| {
         let message = e.to_string();
         LayerError::Parse {

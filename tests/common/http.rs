@@ -94,11 +94,7 @@ impl TestApp {
 
     /// Sends raw bytes and reads the whole answer (the request should say `Connection: close`).
     pub async fn raw(&self, request: &[u8]) -> Answer {
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        stream.write_all(request).await.unwrap();
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).await.unwrap();
-        parse_answer(&bytes)
+        send_raw(self.addr, request).await
     }
 
     /// A request with an optional JSON body and extra headers.
@@ -142,7 +138,76 @@ impl TestApp {
     }
 }
 
-fn parse_answer(bytes: &[u8]) -> Answer {
+/// Sends raw bytes to `addr` on a new connection and reads the whole answer (the request should say
+/// `Connection: close`).
+pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).await.unwrap();
+    parse_answer(&bytes)
+}
+
+/// One HTTP/1.1 request: method, path, extra headers and a body (sent with its length).
+pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one request at a time and reads answers framed by
+/// `Content-Length`, as a load generator's connection does.
+pub struct KeepAlive {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl KeepAlive {
+    /// Opens the connection.
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(KeepAlive {
+            stream: tokio::io::BufReader::new(stream),
+        })
+    }
+
+    /// Sends a request and reads its answer; an error if the connection breaks or the answer is
+    /// not framed by `Content-Length`.
+    pub async fn send(&mut self, request: &[u8]) -> std::io::Result<Answer> {
+        use tokio::io::AsyncBufReadExt;
+        self.stream.get_mut().write_all(request).await?;
+        let mut head = Vec::new();
+        loop {
+            let before = head.len();
+            self.stream.read_until(b'\n', &mut head).await?;
+            if head.len() == before {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let mut answer = parse_answer(&head);
+        let length: usize = answer
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| std::io::Error::other("answer without Content-Length"))?;
+        answer.body = vec![0; length];
+        self.stream.read_exact(&mut answer.body).await?;
+        Ok(answer)
+    }
+}
+
+/// Parses a whole HTTP/1.1 answer (head and body as received).
+pub fn parse_answer(bytes: &[u8]) -> Answer {
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

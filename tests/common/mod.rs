@@ -2,6 +2,7 @@
 //! and a real server with a raw HTTP client ([`http`]).
 #![allow(dead_code)]
 
+pub mod child;
 pub mod http;
 
 use std::path::Path;
