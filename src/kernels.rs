@@ -4,27 +4,30 @@
 //! and on x86-64 the same body compiled with AVX2 + FMA, chosen at run time, so one binary runs
 //! everywhere and uses the wide units where they exist.
 
-/// The portable body: 16 independent accumulators so that two 8-wide registers stay busy.
+/// The portable body: 16 independent accumulators so that two 8-wide registers stay busy. `b` is
+/// f32, or bytes widened to f32 in registers (the graph's codes).
 #[inline(always)]
-fn dot_body(a: &[f32], b: &[f32], fma: bool) -> f32 {
+fn dot_body<T: Copy + Into<f32>>(a: &[f32], b: &[T], fma: bool) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let mut tail = 0f32;
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        let y: f32 = (*y).into();
         tail = if fma {
-            x.mul_add(*y, tail)
+            x.mul_add(y, tail)
         } else {
             tail + x * y
         };
     }
     for (x, y) in ca.zip(cb) {
         for l in 0..16 {
+            let yl: f32 = y[l].into();
             acc[l] = if fma {
-                x[l].mul_add(y[l], acc[l])
+                x[l].mul_add(yl, acc[l])
             } else {
-                acc[l] + x[l] * y[l]
+                acc[l] + x[l] * yl
             };
         }
     }
@@ -35,43 +38,11 @@ fn dot_body(a: &[f32], b: &[f32], fma: bool) -> f32 {
     ((half[0] + half[4]) + (half[1] + half[5])) + ((half[2] + half[6]) + (half[3] + half[7])) + tail
 }
 
-/// ⟨a, b⟩ for f32 `a` and byte codes `b` (graph search on quantised vectors, `graph/codes.rs`);
-/// the same 16-accumulator shape as [`dot_body`], the bytes widened to f32 in registers.
-#[inline(always)]
-fn dot_u8_body(a: &[f32], b: &[u8], fma: bool) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let mut tail = 0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = if fma {
-            x.mul_add(*y as f32, tail)
-        } else {
-            tail + x * *y as f32
-        };
-    }
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] = if fma {
-                x[l].mul_add(y[l] as f32, acc[l])
-            } else {
-                acc[l] + x[l] * y[l] as f32
-            };
-        }
-    }
-    let mut half = [0f32; 8];
-    for l in 0..8 {
-        half[l] = acc[l] + acc[l + 8];
-    }
-    ((half[0] + half[4]) + (half[1] + half[5])) + ((half[2] + half[6]) + (half[3] + half[7])) + tail
-}
-
-/// [`dot_u8_body`] for callers that compile a whole loop for one instruction set (see
-/// [`dot_inline`]).
+/// [`dot_body`] with byte codes `b` (graph search on quantised vectors, `graph/codes.rs`), for
+/// callers that compile a whole loop for one instruction set (see [`dot_inline`]).
 #[inline(always)]
 pub(crate) fn dot_u8_inline(a: &[f32], b: &[u8], fma: bool) -> f32 {
-    dot_u8_body(a, b, fma)
+    dot_body(a, b, fma)
 }
 
 #[inline(always)]
@@ -218,7 +189,7 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
             let plain: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            for got in [dot_u8_body(&a, &b, false), dot_u8_body(&a, &b, true)] {
+            for got in [dot_body(&a, &b, false), dot_body(&a, &b, true)] {
                 assert!((got as f64 - plain).abs() < 1e-2, "n {n}: {got} vs {plain}");
             }
         }

@@ -131,27 +131,7 @@ impl HnswRsIndex {
     /// Share of a sample of items that the graph returns for their own vector whenever exact
     /// search does (exact MIPS need not rank an item first for itself).
     pub fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
-        let n = self.vectors.len();
-        if n == 0 || sample == 0 {
-            return Ok(1.0);
-        }
-        let step = (n / sample.min(n)).max(1);
-        let (mut expected, mut found) = (0usize, 0usize);
-        for i in (0..n).step_by(step).take(sample) {
-            let q = self.vectors.row(i);
-            let truth = exact.search(q, 10, None, Filter::All)?;
-            if !truth.iter().any(|h| h.item as usize == i) {
-                continue;
-            }
-            expected += 1;
-            let got = self.search(q, 10, None, Filter::All)?;
-            found += usize::from(got.iter().any(|h| h.item as usize == i));
-        }
-        Ok(if expected == 0 {
-            1.0
-        } else {
-            found as f64 / expected as f64
-        })
+        super::self_recall(self, exact.vectors(), sample, None)
     }
 
     fn rescore(&self, query: &[f32], ids: impl Iterator<Item = usize>, k: usize) -> Vec<Hit> {

@@ -244,6 +244,38 @@ pub struct IndexQuality {
     pub graph_from_file: bool,
 }
 
+/// Share of a sample of `sample` items of `space` (the vectors `index` walks) that `index` returns
+/// in its top 10 at `ef` for their own vector, among those that exact search returns for it (under
+/// inner product an item need not be its own best match; a graph that cannot reach a point fails).
+pub(crate) fn self_recall(
+    index: &dyn RecallIndex,
+    space: &ItemVectors,
+    sample: usize,
+    ef: Option<usize>,
+) -> Result<f64, IndexError> {
+    let n = space.len();
+    if n == 0 || sample == 0 {
+        return Ok(1.0);
+    }
+    let step = (n / sample.min(n)).max(1);
+    let (mut expected, mut found) = (0usize, 0usize);
+    for i in (0..n).step_by(step).take(sample) {
+        let q = space.row(i);
+        let truth = exact::exact_top_k(space, q, 10, Filter::All);
+        if !truth.iter().any(|h| h.item as usize == i) {
+            continue;
+        }
+        expected += 1;
+        let got = index.search(q, 10, ef, Filter::All)?;
+        found += usize::from(got.iter().any(|h| h.item as usize == i));
+    }
+    Ok(if expected == 0 {
+        1.0
+    } else {
+        found as f64 / expected as f64
+    })
+}
+
 /// Recall@k of `index` against `exact` over `queries` (unfiltered, default ef).
 pub fn measure_recall(
     index: &dyn RecallIndex,

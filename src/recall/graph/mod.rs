@@ -268,34 +268,56 @@ impl GraphIndex {
             params.threads(),
             params.build_space,
         );
-        let codes = Codes::encode(space.as_slice(), space.dim());
-        if params.metric == Metric::InnerProduct {
-            let view = View {
-                data: space.as_slice(),
-                dim: space.dim(),
-                links: &links,
-                norms: &[],
-                l2: false,
-                prune_l2: false,
-                codes: params.quantized.then_some(&codes),
-            };
+        let repair = params.metric == Metric::InnerProduct;
+        let threads = params.threads();
+        let mut graph = Self::from_parts(space, params, links, (entry, max_level), fingerprint)
+            .with_exact_filter_below(exact_filter_below);
+        if repair {
+            let view = graph.search_view();
             // The second pass catches items whose path the first pass's new links changed.
             for _ in 0..REPAIR_PASSES {
-                build::link_missed(&view, (entry, max_level), REPAIR_EF, params.threads());
+                build::link_missed(&view, (entry, max_level), REPAIR_EF, threads);
             }
         }
-        Ok(GraphIndex {
+        graph.build_seconds = started.elapsed().as_secs_f64();
+        Ok(graph)
+    }
+
+    /// A graph from its parts, after a build or a load: encodes the byte codes, no tombstones, the
+    /// default filtered-search threshold, no build time.
+    fn from_parts(
+        space: Arc<ItemVectors>,
+        params: GraphParams,
+        links: Links,
+        (entry, max_level): (u32, usize),
+        fingerprint: [u8; 32],
+    ) -> Self {
+        let codes = Codes::encode(space.as_slice(), space.dim());
+        GraphIndex {
             codes,
+            tombstones: Tombstones::new(space.len()),
             space,
             links,
             entry,
             max_level,
-            tombstones: Tombstones::new(n),
-            exact_filter_below,
+            exact_filter_below: super::IndexSettings::default().exact_filter_below,
             fingerprint,
-            build_seconds: started.elapsed().as_secs_f64(),
+            build_seconds: 0.0,
             params,
-        })
+        }
+    }
+
+    /// What searches walk: the vectors, the links and, when quantised, the byte codes.
+    fn search_view(&self) -> View<'_> {
+        View {
+            data: self.space.as_slice(),
+            dim: self.space.dim(),
+            links: &self.links,
+            norms: &[],
+            l2: false,
+            prune_l2: false,
+            codes: self.params.quantized.then_some(&self.codes),
+        }
     }
 
     /// A cosine graph for similar-item search (scores are cosines of the item vectors).
@@ -372,27 +394,7 @@ impl GraphIndex {
     /// vector, among those that exact search returns for it (under inner product an item need not
     /// be its own best match; a graph that cannot reach a point fails).
     pub fn self_recall(&self, sample: usize, ef: Option<usize>) -> Result<f64, IndexError> {
-        let n = self.len();
-        if n == 0 || sample == 0 {
-            return Ok(1.0);
-        }
-        let step = (n / sample.min(n)).max(1);
-        let (mut expected, mut found) = (0usize, 0usize);
-        for i in (0..n).step_by(step).take(sample) {
-            let q = self.space.row(i);
-            let truth = exact_top_k(&self.space, q, 10, Filter::All);
-            if !truth.iter().any(|h| h.item as usize == i) {
-                continue;
-            }
-            expected += 1;
-            let got = self.search(q, 10, ef, Filter::All)?;
-            found += usize::from(got.iter().any(|h| h.item as usize == i));
-        }
-        Ok(if expected == 0 {
-            1.0
-        } else {
-            found as f64 / expected as f64
-        })
+        super::self_recall(self, &self.space, sample, ef)
     }
 
     /// How many items a search under `filter` may return (exact for `Only`, a lower bound otherwise).
@@ -415,15 +417,7 @@ impl GraphIndex {
         s: &mut Scratch,
     ) -> Vec<Hit> {
         let quantized = self.params.quantized;
-        let view = View {
-            data: self.space.as_slice(),
-            dim: self.space.dim(),
-            links: &self.links,
-            norms: &[],
-            l2: false,
-            prune_l2: false,
-            codes: quantized.then_some(&self.codes),
-        };
+        let view = self.search_view();
         let mut prepared = std::mem::take(&mut s.prepared);
         let (walk_query, offset): (&[f32], f32) = if quantized {
             let offset = self.codes.prepare(q, &mut prepared);

@@ -17,9 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::codes::Codes;
 use super::links::{Links, NO_UPPER};
-use super::tombstones::Tombstones;
 use super::{BuildSpace, GraphIndex, GraphParams, Metric};
 use crate::fm::ItemVectors;
 
@@ -304,19 +302,10 @@ impl GraphIndex {
             Metric::InnerProduct => vectors,
             Metric::Cosine => Arc::new(super::normalised(&vectors)),
         };
-        let codes = Codes::encode(space.as_slice(), space.dim());
-        Ok(GraphIndex {
-            codes,
-            space,
-            links,
-            entry,
-            max_level,
-            tombstones: Tombstones::new(n),
-            exact_filter_below: super::super::IndexSettings::default().exact_filter_below,
-            fingerprint: fp,
-            build_seconds,
-            params,
-        })
+        let mut graph =
+            GraphIndex::from_parts(space, params, links, (entry, max_level as usize), fp);
+        graph.build_seconds = build_seconds;
+        Ok(graph)
     }
 }
 
