@@ -63,6 +63,10 @@ pub struct TrainSettings {
     /// Learning rate of side features (absent: `learning_rate`).
     #[serde(default)]
     pub side_learning_rate: Option<f32>,
+    /// Ratings at or above this are what the model learns from (absent: `data.min_rating`, which
+    /// stays the threshold of evaluation and popularity).
+    #[serde(default)]
+    pub train_min_rating: Option<f32>,
     /// Metric cut-off.
     pub eval_k: usize,
     /// Early stopping on validation data.

@@ -226,6 +226,10 @@ struct TrainArgs {
     /// Adagrad learning rate of side features (default: --learning-rate).
     #[arg(long)]
     side_learning_rate: Option<f32>,
+    /// Ratings at or above this are what the model learns from (default: --min-rating, which
+    /// stays the threshold of evaluation and of the popularity baseline).
+    #[arg(long)]
+    train_min_rating: Option<f32>,
     /// Evaluate on validation data carved from the train split instead of the test split (for
     /// choosing hyper-parameters without looking at the test split).
     #[arg(long)]
@@ -338,6 +342,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             set(&mut t.item_id_dropout, a.item_id_dropout);
             if a.side_learning_rate.is_some() {
                 t.side_learning_rate = a.side_learning_rate;
+            }
+            if a.train_min_rating.is_some() {
+                t.train_min_rating = a.train_min_rating;
             }
             set(&mut t.validation_fraction, a.validation_fraction);
             t.early_stopping |= a.early_stopping;

@@ -66,8 +66,13 @@ pub struct TrainJob {
     pub source: DataSource,
     /// Ids only or ids plus side features.
     pub features: FeatureSet,
-    /// Ratings at or above this are positives.
+    /// Ratings at or above this are positives: of evaluation, of the popularity baseline and, unless
+    /// `train_min_rating` says otherwise, of training.
     pub min_rating: f32,
+    /// Ratings at or above this are what the model learns from (None: `min_rating`). Lower than
+    /// `min_rating`, every such interaction counts as implicit feedback ("watched") in training,
+    /// while evaluation positives stay those at `min_rating`.
+    pub train_min_rating: Option<f32>,
     /// Hyper-parameters.
     pub params: TrainParams,
     /// Epoch schedule.
@@ -94,6 +99,11 @@ pub struct TrainSummary {
     pub metrics: Option<Metrics>,
     /// The popularity ranking's figures on the same split, for comparison.
     pub popularity: Option<Metrics>,
+    /// When the model learns from other ratings than the evaluation's positives
+    /// (`train_min_rating`): popularity counted on those same training interactions, overall and
+    /// (under a `users:`/`items:` split) on what was held out, so that the model is also compared
+    /// with a popularity that saw what it saw.
+    pub popularity_training: Option<(Option<Metrics>, Option<Metrics>)>,
     /// Under a `users:` or `items:` split: the model against popularity on what was held out.
     pub cold_start: Option<ColdStart>,
     /// Wall time of the epochs of the final run.
@@ -126,13 +136,25 @@ struct Prepared {
     eval: Option<EvalSet>,
 }
 
-fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usize) -> Prepared {
+/// Positive thresholds: what training learns from and what evaluation counts.
+#[derive(Debug, Clone, Copy)]
+struct Thresholds {
+    train: f32,
+    eval: f32,
+}
+
+fn prepare(
+    dataset: &Dataset,
+    vocab: &FeatureVocabulary,
+    thresholds: Thresholds,
+    k: usize,
+) -> Prepared {
     // Held-out users and items are seen from their side features alone, even where the vocabulary
     // knows their id (validation users carved from the training users, under early stopping).
     let held = &dataset.held_out;
     let user_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.users, |u| held.user(u));
     let item_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.items, |i| held.item(i));
-    let positive = |it: &crate::data::Interaction| Dataset::is_positive(it, min_rating);
+    let positive = |it: &crate::data::Interaction| Dataset::is_positive(it, thresholds.train);
     let positives: Vec<(u32, u32)> = dataset
         .interactions
         .iter()
@@ -140,7 +162,13 @@ fn prepare(dataset: &Dataset, vocab: &FeatureVocabulary, min_rating: f32, k: usi
         .map(|it| (it.user, it.item))
         .collect();
     let user_seen = dataset.items_by_user(Part::Train, |_| true);
-    let eval = EvalSet::new(dataset, min_rating, k, user_rows.clone(), item_rows.clone());
+    let eval = EvalSet::new(
+        dataset,
+        thresholds.eval,
+        k,
+        user_rows.clone(),
+        item_rows.clone(),
+    );
     Prepared {
         training: TrainingSet {
             user_side_rows: FeatureRows::encode_dropping_ids(vocab, &dataset.users, |_| true),
@@ -190,12 +218,16 @@ pub fn train_on(
         );
     }
     let vocab = FeatureVocabulary::from_train(&dataset);
-    let full = prepare(&dataset, &vocab, job.min_rating, job.eval_k);
+    let thresholds = Thresholds {
+        train: job.train_min_rating.unwrap_or(job.min_rating),
+        eval: job.min_rating,
+    };
+    let full = prepare(&dataset, &vocab, thresholds, job.eval_k);
     if full.training.positives.is_empty() {
         return Err(DataError::Unusable(format!(
             "{}: no train interaction has a rating >= {} (no positives to learn from)",
             job.source.dir.display(),
-            job.min_rating
+            thresholds.train
         ))
         .into());
     }
@@ -222,7 +254,7 @@ pub fn train_on(
             let seed = job.validation_seed.unwrap_or(job.params.seed);
             let carved =
                 ValidationSplit::carve(&dataset, job.validation_fraction, job.min_rating, seed);
-            let val = prepare(&carved, &vocab, job.min_rating, job.eval_k);
+            let val = prepare(&carved, &vocab, thresholds, job.eval_k);
             let Some(val_eval) = val.eval.as_ref() else {
                 return Err(DataError::Unusable(
                     "too few positives per user to carve validation data for early stopping".into(),
@@ -267,6 +299,18 @@ pub fn train_on(
     let cold_start = full.eval.as_ref().and_then(|set| {
         cold_start_figures(&dataset, set, &outcome.model, &counts, job.params.threads)
     });
+    let popularity_training = (thresholds.train != thresholds.eval).then(|| {
+        let counts = popularity(&dataset, thresholds.train);
+        let overall = full.eval.as_ref().map(|set| {
+            evaluate(set, job.params.threads, |_, out| {
+                out.copy_from_slice(&counts)
+            })
+        });
+        let cold = full.eval.as_ref().and_then(|set| {
+            cold_start_figures(&dataset, set, &outcome.model, &counts, job.params.threads)
+        });
+        (overall, cold.map(|c| c.popularity))
+    });
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -291,6 +335,7 @@ pub fn train_on(
     Ok(TrainSummary {
         metrics,
         popularity: popularity_metrics,
+        popularity_training,
         cold_start,
         train_seconds: outcome.train_seconds,
         epochs: outcome.best_epoch,
@@ -382,6 +427,7 @@ fn build_artifact(
                 split: job.source.split.to_string(),
                 features: job.features,
                 min_rating: job.min_rating,
+                train_min_rating: job.train_min_rating,
                 epochs: outcome.best_epoch,
                 early_stopping,
                 train_seconds: outcome.train_seconds,
@@ -409,7 +455,15 @@ pub fn run_eval(
     let mut dataset = Dataset::load(source)?;
     dataset.restrict_features(artifact.meta.training.features);
     let min_rating = artifact.meta.training.min_rating;
-    let prepared = prepare(&dataset, &artifact.meta.vocabulary, min_rating, k);
+    let thresholds = Thresholds {
+        train: artifact
+            .meta
+            .training
+            .train_min_rating
+            .unwrap_or(min_rating),
+        eval: min_rating,
+    };
+    let prepared = prepare(&dataset, &artifact.meta.vocabulary, thresholds, k);
     let set = prepared.eval.ok_or_else(|| {
         DataError::Unusable("the split has no test positives to evaluate on".into())
     })?;
@@ -453,6 +507,14 @@ impl TrainJob {
             }
             .into());
         }
+        if let Some(r) = t.train_min_rating.filter(|r| !r.is_finite()) {
+            return Err(TrainError::InvalidParameter {
+                name: "train_min_rating",
+                allowed: "a finite number",
+                value: r.to_string(),
+            }
+            .into());
+        }
         if t.eval_k == 0 {
             return Err(TrainError::InvalidParameter {
                 name: "eval_k",
@@ -474,6 +536,7 @@ impl TrainJob {
             source: data_source(&s.data)?,
             features: s.data.features,
             min_rating: s.data.min_rating,
+            train_min_rating: t.train_min_rating,
             params,
             epochs,
             eval_k: t.eval_k,
@@ -512,6 +575,12 @@ impl TrainSummary {
             obj.insert(
                 "cold_start".into(),
                 serde_json::to_value(c).unwrap_or_default(),
+            );
+        }
+        if let Some((overall, cold)) = &self.popularity_training {
+            obj.insert(
+                "popularity_training".into(),
+                serde_json::json!({ "overall": overall, "cold_start": cold }),
             );
         }
         serde_json::Value::Object(obj)

@@ -10,7 +10,7 @@ use common::synthetic_job;
 use fmrecall::data::{Dataset, FeatureSet, SplitSpec, ValidationSplit};
 use fmrecall::fm::eval::ColdKind;
 use fmrecall::fm::ModelArtifact;
-use fmrecall::pipeline::{run_train, TrainJob, TrainSummary};
+use fmrecall::pipeline::{run_eval, run_train, TrainJob, TrainSummary};
 
 /// A job on the generated data (its side features reveal each user's and item's planted topic)
 /// with `split` held out whole.
@@ -268,7 +268,7 @@ fn model_files_written_before_cold_start_figures_existed_still_load() {
     let path = dir.path().join("model.fmr");
     let bytes = std::fs::read(&path).unwrap();
     // Rewrite the header as an older build wrote it: no cold-start figures, no dropout or side
-    // learning rate among the hyper-parameters.
+    // learning rate among the hyper-parameters, no training threshold of its own.
     let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
     let mut header: serde_json::Value =
         serde_json::from_slice(&bytes[20..20 + header_len]).unwrap();
@@ -278,6 +278,8 @@ fn model_files_written_before_cold_start_figures_existed_still_load() {
     for key in ["user_id_dropout", "item_id_dropout", "side_learning_rate"] {
         assert!(params.remove(key).is_some(), "{key}");
     }
+    let training = header["training"].as_object_mut().unwrap();
+    assert!(training.remove("train_min_rating").is_some());
     let header = serde_json::to_vec(&header).unwrap();
     let mut old = bytes[..12].to_vec();
     old.extend_from_slice(&(header.len() as u64).to_le_bytes());
@@ -290,5 +292,52 @@ fn model_files_written_before_cold_start_figures_existed_still_load() {
     assert_eq!(loaded.meta.cold_start, None);
     assert_eq!(loaded.meta.params.user_id_dropout, 0.0);
     assert_eq!(loaded.meta.params.side_learning_rate, None);
+    assert_eq!(loaded.meta.training.train_min_rating, None);
     assert_eq!(loaded.model, ModelArtifact::load(&path).unwrap().model);
+}
+
+#[test]
+fn learning_from_lower_ratings_leaves_evaluation_and_popularity_at_min_rating() {
+    let (dir_default, dir_all) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let default = cold_job(
+        dir_default.path(),
+        SplitSpec::Users(0.2),
+        FeatureSet::Hybrid,
+        3,
+    );
+    let mut all = cold_job(dir_all.path(), SplitSpec::Users(0.2), FeatureSet::Hybrid, 3);
+    all.train_min_rating = Some(1.0);
+    let (by_default, from_all) = (train(&default), train(&all));
+
+    // The model learnt from other interactions (the generator's off-topic ratings 1-3 too) ...
+    assert_ne!(from_all.metrics, by_default.metrics);
+    // ... but is judged on the same positives (ratings >= 4), against the same popularity.
+    let (cold_default, cold_all) = (
+        by_default.cold_start.unwrap(),
+        from_all.cold_start.clone().unwrap(),
+    );
+    assert_eq!(cold_all.model.users, cold_default.model.users);
+    assert_eq!(from_all.popularity, by_default.popularity);
+    assert_eq!(cold_all.popularity, cold_default.popularity);
+
+    // Beside it, popularity counted on what the model learnt from; absent when that is the same.
+    assert!(by_default.popularity_training.is_none());
+    let (overall, cold) = from_all
+        .popularity_training
+        .clone()
+        .expect("popularity on the training interactions");
+    let overall = overall.unwrap();
+    assert_ne!(Some(&overall), from_all.popularity.as_ref());
+    assert_eq!(
+        cold,
+        Some(overall),
+        "every evaluated user of a users split is held out"
+    );
+
+    // The artifact records the threshold, and `eval` of the saved model measures the same.
+    let artifact = ModelArtifact::load(dir_all.path()).unwrap();
+    assert_eq!(artifact.meta.training.train_min_rating, Some(1.0));
+    assert_eq!(artifact.meta.training.min_rating, 4.0);
+    let again = run_eval(dir_all.path(), &all.source, 10, 1).unwrap();
+    assert_eq!(Some(again), from_all.metrics);
 }

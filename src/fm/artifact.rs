@@ -70,6 +70,10 @@ pub struct TrainingInfo {
     pub features: FeatureSet,
     /// Ratings at or above this are positives.
     pub min_rating: f32,
+    /// Ratings at or above this were learnt from, when not `min_rating` (absent from files
+    /// written before it existed).
+    #[serde(default)]
+    pub train_min_rating: Option<f32>,
     /// Epochs whose parameters the model holds.
     pub epochs: usize,
     /// Whether the epoch count was chosen by early stopping on validation data.

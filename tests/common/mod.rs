@@ -63,6 +63,7 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
         },
         features,
         min_rating: 4.0,
+        train_min_rating: None,
         params: small_params(Loss::Warp),
         epochs: EpochChoice::Fixed(epochs),
         eval_k: 10,
