@@ -201,6 +201,12 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.index.min_recall) {
             return bad("index.min_recall", "must be in [0, 1]");
         }
+        if !(0.0..=1.0).contains(&self.index.target_recall) {
+            return bad(
+                "index.target_recall",
+                "must be in [0, 1] (0: use index.hnsw.ef_search)",
+            );
+        }
         Ok(self)
     }
 }

@@ -1,5 +1,6 @@
 //! The `fmrecall` command line: parses arguments, calls the library, prints results.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -528,15 +529,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = Settings::load(cli.config.as_deref())
         .is_ok_and(|s| s.server.log_format == fmrecall::config::LogFormat::Json);
+    // Lines go through a buffered writer thread; the guard flushes what is queued when main returns.
+    // Lossy: under a flood of lines a full queue drops lines instead of stalling requests.
+    let (writer, flush_logs) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(tracing::Level::INFO);
     if json_logs {
         logs.json().init();
     } else {
         logs.init();
     }
-    match run(cli) {
+    let result = run(cli);
+    // Queued log lines first, so that they come before the error line below.
+    drop(flush_logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -62,33 +62,34 @@ pub struct RecallQuery {
     pub ef: Option<usize>,
 }
 
-/// An item with its exact FM score.
+/// An item with its exact FM score. Borrows the id and title from the serving model: an answer is
+/// serialized while the model is held, so a hot path of k items allocates no strings.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct ScoredItem {
+pub struct ScoredItem<'a> {
     /// External item id.
-    pub item_id: String,
+    pub item_id: &'a str,
     /// Title, where the catalog has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<&'a str>,
     /// Exact FM score y(user ∪ item).
     pub score: f32,
 }
 
 /// A recall answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Recalled {
+pub struct Recalled<'a> {
     /// Best first.
-    pub items: Vec<ScoredItem>,
+    pub items: Vec<ScoredItem<'a>>,
     /// Features the model does not know (ignored).
     pub unknown_features: Vec<String>,
     /// Whether the user was served from features alone.
     pub cold_start: bool,
 }
 
-/// The resolved user: query vector, seen items, unknown features.
-struct ResolvedUser {
+/// The resolved user: query vector, seen items (sorted), unknown features.
+struct ResolvedUser<'a> {
     query: UserQuery,
-    seen: Vec<u32>,
+    seen: &'a [u32],
     unknown: Vec<String>,
     cold: bool,
 }
@@ -128,7 +129,12 @@ impl ServingModel {
     /// for large catalogs: call it off the request path.
     pub fn load(path: &Path, settings: &IndexSettings) -> Result<ServingModel, ServeError> {
         let started = Instant::now();
-        let artifact = ModelArtifact::load(path)?;
+        let mut artifact = ModelArtifact::load(path)?;
+        // Recall filters by binary search in a user's seen items (training writes them sorted).
+        for seen in &mut artifact.meta.seen {
+            seen.sort_unstable();
+            seen.dedup();
+        }
         let meta = &artifact.meta;
         let vocab = &meta.vocabulary;
         let user_rows = FeatureRows::encode(vocab, &meta.users);
@@ -224,7 +230,7 @@ impl ServingModel {
         self.items.len()
     }
 
-    fn resolve(&self, user: &UserSpec) -> Result<ResolvedUser, ServeError> {
+    fn resolve(&self, user: &UserSpec) -> Result<ResolvedUser<'_>, ServeError> {
         let known = user
             .id
             .as_ref()
@@ -234,7 +240,7 @@ impl ServingModel {
         match (known, &user.features) {
             (Some(u), None) => Ok(ResolvedUser {
                 query: UserQuery::new(model, self.user_rows.row(u as usize)),
-                seen: self.artifact.meta.seen[u as usize].clone(),
+                seen: &self.artifact.meta.seen[u as usize],
                 unknown: Vec::new(),
                 cold: false,
             }),
@@ -248,8 +254,7 @@ impl ServingModel {
                 let (idx, val): (Vec<u32>, Vec<f32>) = row.into_iter().unzip();
                 Ok(ResolvedUser {
                     query: UserQuery::new(model, (&idx, &val)),
-                    seen: known
-                        .map_or_else(Vec::new, |u| self.artifact.meta.seen[u as usize].clone()),
+                    seen: known.map_or(&[], |u| &self.artifact.meta.seen[u as usize]),
                     unknown,
                     cold: known.is_none(),
                 })
@@ -261,11 +266,11 @@ impl ServingModel {
         }
     }
 
-    fn scored(&self, item: u32, score: f32) -> ScoredItem {
+    fn scored(&self, item: u32, score: f32) -> ScoredItem<'_> {
         let entity = &self.artifact.meta.items[item as usize];
         ScoredItem {
-            item_id: entity.id.clone(),
-            title: entity.title.clone(),
+            item_id: &entity.id,
+            title: entity.title.as_deref(),
             score,
         }
     }
@@ -276,25 +281,31 @@ impl ServingModel {
     }
 
     /// The k items with the highest FM score for the user, under the query's exclusions.
-    pub fn recall(&self, q: &RecallQuery) -> Result<Recalled, ServeError> {
+    pub fn recall(&self, q: &RecallQuery) -> Result<Recalled<'_>, ServeError> {
         let user = self.resolve(&q.user)?;
-        let mut excluded: Vec<u32> = if q.exclude_seen {
-            user.seen
+        let seen = if q.exclude_seen { user.seen } else { &[] };
+        let inactive = self.inactive.load();
+        // The common case, only the user's own (sorted) items, needs no merged copy.
+        let merged: Vec<u32>;
+        let excluded: &[u32] = if q.exclude_items.is_empty() && inactive.is_empty() {
+            seen
         } else {
-            Vec::new()
+            let mut all = seen.to_vec();
+            all.extend(
+                q.exclude_items
+                    .iter()
+                    .filter_map(|id| self.item_index.get(id).copied()),
+            );
+            all.extend(inactive.iter().copied());
+            all.sort_unstable();
+            all.dedup();
+            merged = all;
+            &merged
         };
-        excluded.extend(
-            q.exclude_items
-                .iter()
-                .filter_map(|id| self.item_index.get(id).copied()),
-        );
-        excluded.extend(self.inactive.load().iter().copied());
-        excluded.sort_unstable();
-        excluded.dedup();
         let filter = if excluded.is_empty() {
             Filter::All
         } else {
-            Filter::Exclude(&excluded)
+            Filter::Exclude(excluded)
         };
         let hits = self.index.search(&user.query.vector, q.k, q.ef, filter)?;
         Ok(Recalled {
@@ -312,7 +323,7 @@ impl ServingModel {
         &self,
         user: &UserSpec,
         item_ids: &[String],
-    ) -> Result<(Vec<ScoredItem>, Vec<String>), ServeError> {
+    ) -> Result<(Vec<ScoredItem<'_>>, Vec<String>), ServeError> {
         let user = self.resolve(user)?;
         let mut out = Vec::with_capacity(item_ids.len());
         for id in item_ids {
@@ -328,7 +339,7 @@ impl ServingModel {
     }
 
     /// The k items whose factor vectors are closest in cosine to this item's (itself left out).
-    pub fn similar(&self, item_id: &str, k: usize) -> Result<Vec<ScoredItem>, ServeError> {
+    pub fn similar(&self, item_id: &str, k: usize) -> Result<Vec<ScoredItem<'_>>, ServeError> {
         let &i = self
             .item_index
             .get(item_id)

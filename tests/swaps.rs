@@ -77,7 +77,7 @@ fn expected(dir: &Path, users: &[String]) -> (String, HashMap<String, Ranked>) {
             let items = model.recall(&query).unwrap().items;
             let ranked = items
                 .into_iter()
-                .map(|i| (i.item_id, f64::from(i.score)))
+                .map(|i| (i.item_id.to_string(), f64::from(i.score)))
                 .collect();
             (u.clone(), ranked)
         })

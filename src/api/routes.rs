@@ -48,14 +48,29 @@ pub struct RecallRequest {
     pub ef: Option<usize>,
 }
 
-/// A recall answer.
+/// A recall answer. Fields spelled out rather than `#[serde(flatten)]`ed from [`Recalled`]: flatten
+/// serializes through a map and cost more than the rest of the answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RecallResponse {
+pub struct RecallResponse<'a> {
     /// Version of the model that answered.
-    pub model_version: String,
-    /// The answer.
-    #[serde(flatten)]
-    pub recalled: Recalled,
+    pub model_version: &'a str,
+    /// Best first.
+    pub items: Vec<ScoredItem<'a>>,
+    /// Features the model does not know (ignored).
+    pub unknown_features: Vec<String>,
+    /// Whether the user was served from features alone.
+    pub cold_start: bool,
+}
+
+impl<'a> RecallResponse<'a> {
+    fn new(model_version: &'a str, recalled: Recalled<'a>) -> Self {
+        RecallResponse {
+            model_version,
+            items: recalled.items,
+            unknown_features: recalled.unknown_features,
+            cold_start: recalled.cold_start,
+        }
+    }
 }
 
 /// `POST /v1/recall/batch`.
@@ -71,20 +86,20 @@ pub struct BatchRequest {
 /// One answer of a batch: items, or the error of that query alone.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum BatchItem {
+pub enum BatchItem<'a> {
     /// The query's answer.
-    Ok(Recalled),
+    Ok(Recalled<'a>),
     /// Why this query could not be answered.
     Err(ErrorBody),
 }
 
 /// The batch's answers.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BatchResponse {
+pub struct BatchResponse<'a> {
     /// Version of the model that answered every query.
-    pub model_version: String,
+    pub model_version: &'a str,
     /// One entry per query, in order.
-    pub results: Vec<BatchItem>,
+    pub results: Vec<BatchItem<'a>>,
 }
 
 /// `POST /v1/score`: exact FM scores of candidate items for a user.
@@ -105,11 +120,11 @@ pub struct ScoreRequest {
 
 /// Scores in the order asked.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ScoreResponse {
+pub struct ScoreResponse<'a> {
     /// Version of the model that answered.
-    pub model_version: String,
+    pub model_version: &'a str,
     /// One per requested item.
-    pub scores: Vec<ScoredItem>,
+    pub scores: Vec<ScoredItem<'a>>,
     /// Features the model does not know (ignored).
     pub unknown_features: Vec<String>,
 }
@@ -125,13 +140,13 @@ pub struct SimilarParams {
 
 /// Similar items.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SimilarResponse {
+pub struct SimilarResponse<'a> {
     /// Version of the model that answered.
-    pub model_version: String,
+    pub model_version: &'a str,
     /// The item asked about.
     pub item_id: String,
     /// Items by cosine similarity of their factor vectors (score = cosine).
-    pub items: Vec<ScoredItem>,
+    pub items: Vec<ScoredItem<'a>>,
 }
 
 /// The serving model, described.
@@ -243,21 +258,17 @@ impl RecallRequest {
 pub async fn recall(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RecallRequest>,
-) -> Result<Json<RecallResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut query = req.into_query(state.settings.max_k, "")?;
     let model = serving(&state)?;
     with_catalog_features(&state, &model, &mut query.user).await?;
     let work = model.recall_work(&query);
-    let answer = state
+    state
         .compute_sized(work, move || {
             let recalled = model.recall(&query)?;
-            Ok(RecallResponse {
-                model_version: model.meta().version.clone(),
-                recalled,
-            })
+            json_response(&RecallResponse::new(&model.meta().version, recalled))
         })
-        .await?;
-    Ok(Json(answer))
+        .await
 }
 
 /// Many recall queries in one request, answered in order by one model.
@@ -266,7 +277,7 @@ pub async fn recall(
 pub async fn recall_batch(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<BatchRequest>,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let max_batch = state.settings.max_batch;
     if req.queries.is_empty() || req.queries.len() > max_batch {
         return Err(ApiError::field(
@@ -281,7 +292,7 @@ pub async fn recall_batch(
         .map(|(i, q)| q.into_query(state.settings.max_k, &format!("queries[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let model = serving(&state)?;
-    let answer = state
+    state
         .compute(move || {
             let results = queries
                 .iter()
@@ -290,13 +301,12 @@ pub async fn recall_batch(
                     Err(e) => BatchItem::Err(ApiError::from(e).body().1),
                 })
                 .collect();
-            Ok(BatchResponse {
-                model_version: model.meta().version.clone(),
+            json_response(&BatchResponse {
+                model_version: &model.meta().version,
                 results,
             })
         })
-        .await?;
-    Ok(Json(answer))
+        .await
 }
 
 /// Exact FM scores of the given items for a user.
@@ -306,7 +316,7 @@ pub async fn recall_batch(
 pub async fn score(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ScoreRequest>,
-) -> Result<Json<ScoreResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let max = state.settings.max_k;
     if req.item_ids.is_empty() || req.item_ids.len() > max {
         return Err(ApiError::field(
@@ -326,17 +336,16 @@ pub async fn score(
         features: req.features,
     };
     with_catalog_features(&state, &model, &mut user).await?;
-    let answer = state
+    state
         .compute(move || {
             let (scores, unknown_features) = model.score(&user, &req.item_ids)?;
-            Ok(ScoreResponse {
-                model_version: model.meta().version.clone(),
+            json_response(&ScoreResponse {
+                model_version: &model.meta().version,
                 scores,
                 unknown_features,
             })
         })
-        .await?;
-    Ok(Json(answer))
+        .await
 }
 
 /// Items similar to an item (cosine of factor vectors).
@@ -348,7 +357,7 @@ pub async fn similar(
     State(state): State<AppState>,
     Path(item_id): Path<String>,
     params: Result<Query<SimilarParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<SimilarResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::field("k", e.body_text()))?;
     let k = params.k.unwrap_or(10);
     let max = state.settings.max_k;
@@ -359,17 +368,31 @@ pub async fn similar(
         ));
     }
     let model = serving(&state)?;
-    let answer = state
+    state
         .compute(move || {
             let items = model.similar(&item_id, k)?;
-            Ok(SimilarResponse {
-                model_version: model.meta().version.clone(),
+            json_response(&SimilarResponse {
+                model_version: &model.meta().version,
                 item_id,
                 items,
             })
         })
-        .await?;
-    Ok(Json(answer))
+        .await
+}
+
+/// A 200 JSON response, serialized where the answer still borrows from the serving model (see
+/// [`ScoredItem`]); what `axum::Json` does, minus the copy into owned strings.
+fn json_response(value: &impl Serialize) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ApiError::Internal(format!("could not encode the answer: {e}")))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 fn rfc3339_of(t: std::time::SystemTime) -> String {

@@ -128,6 +128,16 @@ impl HnswRsIndex {
         })
     }
 
+    /// The parameters it was built and searches with.
+    pub fn params(&self) -> &HnswParams {
+        &self.params
+    }
+
+    /// Changes the default search breadth (a search parameter: the graph stays).
+    pub fn set_ef_search(&mut self, ef_search: usize) {
+        self.params.ef_search = ef_search.max(1);
+    }
+
     /// Share of a sample of items that the graph returns for their own vector whenever exact
     /// search does (exact MIPS need not rank an item first for itself).
     pub fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {

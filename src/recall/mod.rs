@@ -170,6 +170,9 @@ pub struct IndexSettings {
     pub hnsw: HnswParams,
     /// Refuse a graph whose recall@10 against brute force on sample queries is below this.
     pub min_recall: f64,
+    /// Choose the graph's default search breadth at load: the smallest of [`EF_LADDER`] whose
+    /// recall@10 against brute force on the sample queries reaches this; 0 keeps `hnsw.ef_search`.
+    pub target_recall: f64,
     /// Sample queries for that check.
     pub check_queries: usize,
 }
@@ -182,6 +185,7 @@ impl Default for IndexSettings {
             exact_filter_below: 2_000,
             hnsw: HnswParams::default(),
             min_recall: 0.9,
+            target_recall: 0.98,
             check_queries: 200,
         }
     }
@@ -235,6 +239,11 @@ pub(crate) fn check_query(query: &[f32], dim: usize) -> Result<(), IndexError> {
 pub struct IndexQuality {
     /// Mean recall@10 of the index against exact search on the sample queries.
     pub recall_at_10: f64,
+    /// The default search breadth these figures were measured at: `hnsw.ef_search`, or the one
+    /// chosen for `target_recall`.
+    pub ef_search: usize,
+    /// The recall@10 the default breadth was chosen for (None: `hnsw.ef_search` as configured).
+    pub target_recall: Option<f64>,
     /// Share of sampled items that the index returns when queried with their own vector, among
     /// those that exact search returns for that query (a graph that cannot reach a point fails).
     pub self_recall: f64,
@@ -276,7 +285,7 @@ pub(crate) fn self_recall(
     })
 }
 
-/// Recall@k of `index` against `exact` over `queries` (unfiltered, default ef).
+/// Mean recall@k of `index` at `ef` against exact search over `queries`.
 pub fn measure_recall(
     index: &dyn RecallIndex,
     exact: &ExactIndex,
@@ -284,20 +293,64 @@ pub fn measure_recall(
     k: usize,
     ef: Option<usize>,
 ) -> Result<f64, IndexError> {
+    let truth = exact_truth(exact, queries, k)?;
+    recall_against(index, queries, &truth, ef)
+}
+
+/// The exact top-k item ids of each query.
+fn exact_truth(
+    exact: &ExactIndex,
+    queries: &[Vec<f32>],
+    k: usize,
+) -> Result<Vec<Vec<u32>>, IndexError> {
+    queries
+        .iter()
+        .map(|q| {
+            Ok(exact
+                .search(q, k, None, Filter::All)?
+                .iter()
+                .map(|h| h.item)
+                .collect())
+        })
+        .collect()
+}
+
+/// Mean share of each query's `truth` (its exact top k) that `index` returns in its top k at `ef`.
+fn recall_against(
+    index: &dyn RecallIndex,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    ef: Option<usize>,
+) -> Result<f64, IndexError> {
     if queries.is_empty() {
         return Ok(1.0);
     }
     let mut total = 0.0;
-    for q in queries {
-        let truth = exact.search(q, k, None, Filter::All)?;
-        let got = index.search(q, k, ef, Filter::All)?;
-        let hits = got
-            .iter()
-            .filter(|h| truth.iter().any(|t| t.item == h.item))
-            .count();
-        total += hits as f64 / truth.len().max(1) as f64;
+    for (q, t) in queries.iter().zip(truth) {
+        let got = index.search(q, t.len().max(1), ef, Filter::All)?;
+        let hits = got.iter().filter(|h| t.contains(&h.item)).count();
+        total += hits as f64 / t.len().max(1) as f64;
     }
     Ok(total / queries.len() as f64)
+}
+
+/// The search breadths `target_recall` chooses from, cheapest first.
+pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+
+/// The smallest breadth of [`EF_LADDER`] at which `index` reaches `target` recall against `truth`
+/// (the largest if none does).
+fn tune_ef(
+    index: &dyn RecallIndex,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    target: f64,
+) -> Result<usize, IndexError> {
+    for ef in EF_LADDER {
+        if recall_against(index, queries, truth, Some(ef))? >= target {
+            return Ok(ef);
+        }
+    }
+    Ok(EF_LADDER[EF_LADDER.len() - 1])
 }
 
 /// Builds the configured index over `vectors` and, for graph indexes, checks it against brute
@@ -361,10 +414,19 @@ pub fn build_with_file(
         .take(settings.check_queries)
         .cloned()
         .collect();
-    let recall_at_10 = measure_recall(graph.as_index(), &exact, &queries, 10, None)?;
+    let truth = exact_truth(&exact, &queries, 10)?;
+    let mut graph = graph;
+    let target_recall = (settings.target_recall > 0.0).then_some(settings.target_recall);
+    if let Some(target) = target_recall {
+        let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
+        graph.set_ef_search(ef);
+    }
+    let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, None)?;
     let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     let quality = IndexQuality {
         recall_at_10,
+        ef_search: graph.ef_search(),
+        target_recall,
         self_recall,
         queries: queries.len(),
         graph_from_file,
@@ -405,6 +467,9 @@ fn load_saved_graph(
 /// What `build` needs of either graph index beyond [`RecallIndex`].
 trait GraphLike: RecallIndex {
     fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError>;
+    /// The default search breadth, and changing it (a search parameter: the graph stays).
+    fn ef_search(&self) -> usize;
+    fn set_ef_search(&mut self, ef: usize);
     fn as_index(&self) -> &dyn RecallIndex;
     fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex>;
 }
@@ -412,6 +477,12 @@ trait GraphLike: RecallIndex {
 impl GraphLike for HnswRsIndex {
     fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
         HnswRsIndex::self_recall(self, exact, sample)
+    }
+    fn ef_search(&self) -> usize {
+        self.params().ef_search
+    }
+    fn set_ef_search(&mut self, ef: usize) {
+        HnswRsIndex::set_ef_search(self, ef);
     }
     fn as_index(&self) -> &dyn RecallIndex {
         self
@@ -424,6 +495,12 @@ impl GraphLike for HnswRsIndex {
 impl GraphLike for GraphIndex {
     fn self_recall(&self, _exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
         GraphIndex::self_recall(self, sample, None)
+    }
+    fn ef_search(&self) -> usize {
+        self.params().ef_search
+    }
+    fn set_ef_search(&mut self, ef: usize) {
+        GraphIndex::set_ef_search(self, ef);
     }
     fn as_index(&self) -> &dyn RecallIndex {
         self

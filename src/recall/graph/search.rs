@@ -100,13 +100,15 @@ impl Ord for Far {
     }
 }
 
-/// Per-thread working memory: a generation-stamped visited set (clearing it is one increment, not
-/// a pass over n entries), the two heaps and small buffers. Reused across queries, so a query
+/// Per-thread working memory: the visited set, the two heaps and small buffers. Reused across queries, so a query
 /// allocates only its result.
 #[derive(Default)]
 pub(super) struct Scratch {
-    visited: Vec<u16>,
-    stamp: u16,
+    /// One bit per node: 12.5 KiB at 100k items, so that its random reads stay in L1/L2 (a u16
+    /// generation stamp per node, as hnswlib keeps, is 16x larger: its misses were a tenth of a
+    /// served query's time). Cleared through `touched`, the words set since `begin`.
+    visited: Vec<u64>,
+    touched: Vec<u32>,
     pub candidates: BinaryHeap<Near>,
     pub results: BinaryHeap<Far>,
     /// Unvisited neighbours of the node being expanded.
@@ -133,29 +135,35 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 }
 
 impl Scratch {
-    /// Starts a new search over `n` nodes: a new generation of the visited set.
+    /// Starts a new search over `n` nodes: an empty visited set, cleared in the words the last
+    /// search set (a few hundred, whatever `n` is).
     #[inline]
     pub fn begin(&mut self, n: usize) {
-        if self.visited.len() < n {
-            self.visited.resize(n, 0);
+        for &w in &self.touched {
+            self.visited[w as usize] = 0;
         }
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            // Wrapped after 65,535 searches: old stamps could collide, so clear once.
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.stamp = 1;
+        self.touched.clear();
+        let words = n.div_ceil(64);
+        if self.visited.len() < words {
+            self.visited.resize(words, 0);
         }
         self.candidates.clear();
         self.results.clear();
     }
 
-    /// Marks `id` visited; true the first time in this generation.
+    /// Marks `id` visited; true the first time since `begin`.
     #[inline(always)]
     fn visit(&mut self, id: u32) -> bool {
-        let v = &mut self.visited[id as usize];
-        let new = *v != self.stamp;
-        *v = self.stamp;
-        new
+        let (w, bit) = (id >> 6, 1u64 << (id & 63));
+        let word = &mut self.visited[w as usize];
+        if *word & bit != 0 {
+            return false;
+        }
+        if *word == 0 {
+            self.touched.push(w);
+        }
+        *word |= bit;
+        true
     }
 }
 
@@ -303,9 +311,13 @@ impl View<'_> {
                 if s.results.len() < ef || d < bound {
                     s.candidates.push(Near(d, nb));
                     if allow(nb) {
-                        s.results.push(Far(d, nb));
-                        if s.results.len() > ef {
-                            s.results.pop();
+                        if s.results.len() < ef {
+                            s.results.push(Far(d, nb));
+                        } else if let Some(mut farthest) = s.results.peek_mut() {
+                            // Full, and d < bound: the newcomer replaces the farthest in one
+                            // sift-down (push + pop cost two sifts and a sift-up; heap pops were
+                            // a fifth of a served query's instructions).
+                            *farthest = Far(d, nb);
                         }
                     }
                     if let Some(top) = s.results.peek() {
