@@ -12,7 +12,8 @@
 # Needs wrk (Debian: apt-get install wrk), curl and python3 (stdlib). Everything binds 127.0.0.1.
 #
 # Pacing: Debian's wrk has no rate limit (wrk2's -R). With a Lua delay() hook each connection waits
-# PACE_MS after every response before sending the next request, so the offered rate is about
+# an exponentially distributed pause of mean PACE_MS after every response (independent users, not
+# connections in lockstep) before sending the next request, so the offered rate is about
 # connections * 1000 / (PACE_MS + latency). The script picks the connection count that gives about
 # half of the peak rate and reports the rate actually reached. wrk measures latency from the moment
 # a request is written, so the pause is not counted; this is closed-loop pacing (no coordinated-omission

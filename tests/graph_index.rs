@@ -7,7 +7,7 @@ use fmrecall::fm::ItemVectors;
 use fmrecall::recall::bench::clustered;
 use fmrecall::recall::{
     build, build_with_file, measure_recall, ExactIndex, Filter, GraphFileError, GraphIndex,
-    GraphParams, IndexError, IndexKind, IndexSettings, RecallIndex,
+    GraphParams, IndexError, IndexKind, IndexSettings, RecallIndex, EF_LADDER,
 };
 use fmrecall::rng::Rng;
 
@@ -394,4 +394,50 @@ fn search_never_returns_excluded_deactivated_or_nonexistent_ids() {
             }
         }
     }
+}
+
+#[test]
+fn the_default_ef_is_the_cheapest_that_reaches_the_target_recall() {
+    let (vectors, queries) = clustered(6000, 100, 16, 60, 7);
+    let vectors = Arc::new(vectors);
+    let exact = ExactIndex::new(vectors.clone());
+    let built = |target_recall: f64| {
+        let settings = IndexSettings {
+            kind: IndexKind::Graph,
+            target_recall,
+            ..Default::default()
+        };
+        let (index, quality) = build(vectors.clone(), &settings, &queries).unwrap();
+        (index, quality.unwrap())
+    };
+
+    let (loose_index, loose) = built(0.9);
+    let (strict_index, strict) = built(0.999);
+    for (index, q, target) in [(&loose_index, &loose, 0.9), (&strict_index, &strict, 0.999)] {
+        assert!(EF_LADDER.contains(&q.ef_search), "{q:?}");
+        assert_eq!(q.target_recall, Some(target));
+        // The figure reported is the one measured at the chosen ef, which searches then use.
+        let at_chosen = measure_recall(index.as_ref(), &exact, &queries, 10, None).unwrap();
+        assert!(
+            (at_chosen - q.recall_at_10).abs() < 1e-9,
+            "{at_chosen} vs {q:?}"
+        );
+        let top = EF_LADDER[EF_LADDER.len() - 1];
+        assert!(q.recall_at_10 >= target || q.ef_search == top, "{q:?}");
+        // Cheapest: one step down the ladder misses the target.
+        if let Some(i) = EF_LADDER
+            .iter()
+            .position(|&e| e == q.ef_search)
+            .filter(|&i| i > 0)
+        {
+            let below =
+                measure_recall(index.as_ref(), &exact, &queries, 10, Some(EF_LADDER[i - 1]));
+            assert!(below.unwrap() < target, "{q:?}");
+        }
+    }
+    assert!(loose.ef_search < strict.ef_search, "{loose:?} {strict:?}");
+
+    // 0 turns the choice off: the configured ef_search is used as given.
+    let (_, fixed) = built(0.0);
+    assert_eq!((fixed.ef_search, fixed.target_recall), (64, None));
 }
