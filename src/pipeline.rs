@@ -290,17 +290,10 @@ pub fn train_on(
         .eval
         .as_ref()
         .map(|set| evaluate_model(&outcome.model, set, job.params.threads));
-    let counts = popularity(&dataset, job.min_rating);
-    let popularity_metrics = full.eval.as_ref().map(|set| {
-        evaluate(set, job.params.threads, |_, out| {
-            out.copy_from_slice(&counts)
-        })
-    });
-    let cold_start = full.eval.as_ref().and_then(|set| {
-        cold_start_figures(&dataset, set, &outcome.model, &counts, job.params.threads)
-    });
-    let popularity_training = (thresholds.train != thresholds.eval).then(|| {
-        let counts = popularity(&dataset, thresholds.train);
+    // Popularity counted at a rating threshold, over the test users and over the cold ones (whose
+    // figures come with the model's beside them).
+    let popularity_at = |threshold| {
+        let counts = popularity(&dataset, threshold);
         let overall = full.eval.as_ref().map(|set| {
             evaluate(set, job.params.threads, |_, out| {
                 out.copy_from_slice(&counts)
@@ -309,6 +302,11 @@ pub fn train_on(
         let cold = full.eval.as_ref().and_then(|set| {
             cold_start_figures(&dataset, set, &outcome.model, &counts, job.params.threads)
         });
+        (overall, cold)
+    };
+    let (popularity_metrics, cold_start) = popularity_at(job.min_rating);
+    let popularity_training = (thresholds.train != thresholds.eval).then(|| {
+        let (overall, cold) = popularity_at(thresholds.train);
         (overall, cold.map(|c| c.popularity))
     });
 
