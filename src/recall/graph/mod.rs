@@ -413,6 +413,8 @@ impl GraphIndex {
         let dead = self.tombstones.count();
         match filter {
             Filter::Only(list) if dead > 0 => list.iter().filter(|&&i| self.is_active(i)).count(),
+            // A lower bound without a pass over the list (a user's seen items, on every recall).
+            Filter::Exclude(list) => n.saturating_sub(list.len()).saturating_sub(dead),
             _ => filter.allowed_count(n).saturating_sub(dead),
         }
     }

@@ -100,8 +100,8 @@ impl Ord for Far {
     }
 }
 
-/// Per-thread working memory: the visited set, the two heaps and small buffers. Reused across queries, so a query
-/// allocates only its result.
+/// Per-thread working memory: the visited set, the two heaps and small buffers. Reused across
+/// queries, so a query allocates only its result.
 #[derive(Default)]
 pub(super) struct Scratch {
     /// One bit per node: 12.5 KiB at 100k items, so that its random reads stay in L1/L2 (a u16
@@ -117,7 +117,7 @@ pub(super) struct Scratch {
     pub query: Vec<f32>,
     /// The query prepared for the byte codes (`codes.rs`).
     pub prepared: Vec<f32>,
-    /// The beam's candidates re-scored exactly.
+    /// A query's final candidates, the nearest re-scored exactly after a walk on byte codes.
     pub rescored: Vec<Far>,
 }
 
