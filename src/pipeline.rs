@@ -143,6 +143,16 @@ struct Thresholds {
     eval: f32,
 }
 
+impl Thresholds {
+    /// Evaluation at `min_rating`; training at `train_min_rating`, or the same when absent.
+    fn new(min_rating: f32, train_min_rating: Option<f32>) -> Self {
+        Thresholds {
+            train: train_min_rating.unwrap_or(min_rating),
+            eval: min_rating,
+        }
+    }
+}
+
 fn prepare(
     dataset: &Dataset,
     vocab: &FeatureVocabulary,
@@ -218,10 +228,7 @@ pub fn train_on(
         );
     }
     let vocab = FeatureVocabulary::from_train(&dataset);
-    let thresholds = Thresholds {
-        train: job.train_min_rating.unwrap_or(job.min_rating),
-        eval: job.min_rating,
-    };
+    let thresholds = Thresholds::new(job.min_rating, job.train_min_rating);
     let full = prepare(&dataset, &vocab, thresholds, job.eval_k);
     if full.training.positives.is_empty() {
         return Err(DataError::Unusable(format!(
@@ -453,14 +460,7 @@ pub fn run_eval(
     let mut dataset = Dataset::load(source)?;
     dataset.restrict_features(artifact.meta.training.features);
     let min_rating = artifact.meta.training.min_rating;
-    let thresholds = Thresholds {
-        train: artifact
-            .meta
-            .training
-            .train_min_rating
-            .unwrap_or(min_rating),
-        eval: min_rating,
-    };
+    let thresholds = Thresholds::new(min_rating, artifact.meta.training.train_min_rating);
     let prepared = prepare(&dataset, &artifact.meta.vocabulary, thresholds, k);
     let set = prepared.eval.ok_or_else(|| {
         DataError::Unusable("the split has no test positives to evaluate on".into())

@@ -129,12 +129,7 @@ impl ServingModel {
     /// for large catalogs: call it off the request path.
     pub fn load(path: &Path, settings: &IndexSettings) -> Result<ServingModel, ServeError> {
         let started = Instant::now();
-        let mut artifact = ModelArtifact::load(path)?;
-        // Recall filters by binary search in a user's seen items (training writes them sorted).
-        for seen in &mut artifact.meta.seen {
-            seen.sort_unstable();
-            seen.dedup();
-        }
+        let artifact = ModelArtifact::load(path)?;
         let meta = &artifact.meta;
         let vocab = &meta.vocabulary;
         let user_rows = FeatureRows::encode(vocab, &meta.users);

@@ -107,7 +107,8 @@ pub struct ArtifactMeta {
     pub users: Vec<Entity>,
     /// The catalog, with features.
     pub items: Vec<Entity>,
-    /// Per user (same order as `users`), the indices into `items` of their train interactions.
+    /// Per user (same order as `users`), the indices into `items` of their train interactions,
+    /// sorted and without repeats once loaded.
     pub seen: Vec<Vec<u32>>,
 }
 
@@ -179,7 +180,7 @@ impl ModelArtifact {
             .and_then(|h| h.checked_add(20))
             .filter(|&e| e <= content.len())
             .ok_or_else(|| corrupted(format!("header length {header_len} exceeds the file")))?;
-        let meta: ArtifactMeta = serde_json::from_slice(&content[20..header_end])
+        let mut meta: ArtifactMeta = serde_json::from_slice(&content[20..header_end])
             .map_err(|e| corrupted(format!("header: {e}")))?;
         // Hyper-parameters the trainer would refuse (a dimension of 0 …) were never written by it.
         meta.params
@@ -216,6 +217,11 @@ impl ModelArtifact {
                 .any(|&i| i as usize >= meta.items.len())
         {
             return Err(corrupted("seen lists do not match users and items".into()));
+        }
+        // Readers binary-search them (recall's exclusion filter); training writes them so already.
+        for seen in &mut meta.seen {
+            seen.sort_unstable();
+            seen.dedup();
         }
         // Every user and item starts with its id feature; serving relies on it.
         for (kind, entities) in [("user", &meta.users), ("item", &meta.items)] {

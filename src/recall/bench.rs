@@ -86,21 +86,13 @@ fn run_queries(
     let mut best = f64::INFINITY;
     for _ in 0..PASSES {
         let started = Instant::now();
-        recall = 0.0;
-        for (q, t) in queries.iter().zip(truth) {
-            let got = index.search(q, 10, ef, filter)?;
-            let hits = got.iter().filter(|h| t.contains(&h.item)).count();
-            recall += hits as f64 / t.len().max(1) as f64;
-        }
+        recall = super::recall_against(index, queries, truth, 10, ef, filter)?;
         best = best.min(started.elapsed().as_secs_f64().max(1e-9));
         if best > SLOW_PASS_SECONDS {
             break;
         }
     }
-    Ok((
-        recall / queries.len().max(1) as f64,
-        queries.len() as f64 / best,
-    ))
+    Ok((recall, queries.len() as f64 / best))
 }
 
 /// Which indexes a bench run measures (each costs a build; hnsw_rs's is the slowest).
@@ -142,18 +134,7 @@ pub fn run(
     indexes: &[BenchIndex],
 ) -> Result<BenchReport, IndexError> {
     let exact = ExactIndex::new(vectors.clone());
-    let truth_of = |filter: Filter<'_>| -> Result<Vec<Vec<u32>>, IndexError> {
-        queries
-            .iter()
-            .map(|q| {
-                Ok(exact
-                    .search(q, 10, None, filter)?
-                    .iter()
-                    .map(|h| h.item)
-                    .collect())
-            })
-            .collect()
-    };
+    let truth_of = |filter: Filter<'_>| super::exact_truth(&exact, queries, 10, filter);
     let truth = truth_of(Filter::All)?;
     let n = vectors.len();
     let allowed: Vec<u32> = (0..n as u32).step_by(100).collect();

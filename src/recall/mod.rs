@@ -293,21 +293,22 @@ pub fn measure_recall(
     k: usize,
     ef: Option<usize>,
 ) -> Result<f64, IndexError> {
-    let truth = exact_truth(exact, queries, k)?;
-    recall_against(index, queries, &truth, ef)
+    let truth = exact_truth(exact, queries, k, Filter::All)?;
+    recall_against(index, queries, &truth, k, ef, Filter::All)
 }
 
-/// The exact top-k item ids of each query.
-fn exact_truth(
+/// The exact top-k item ids of each query under `filter`.
+pub(crate) fn exact_truth(
     exact: &ExactIndex,
     queries: &[Vec<f32>],
     k: usize,
+    filter: Filter<'_>,
 ) -> Result<Vec<Vec<u32>>, IndexError> {
     queries
         .iter()
         .map(|q| {
             Ok(exact
-                .search(q, k, None, Filter::All)?
+                .search(q, k, None, filter)?
                 .iter()
                 .map(|h| h.item)
                 .collect())
@@ -315,19 +316,22 @@ fn exact_truth(
         .collect()
 }
 
-/// Mean share of each query's `truth` (its exact top k) that `index` returns in its top k at `ef`.
-fn recall_against(
+/// Mean share of each query's `truth` (its exact top k under `filter`) that `index` returns in its
+/// top k at `ef`.
+pub(crate) fn recall_against(
     index: &dyn RecallIndex,
     queries: &[Vec<f32>],
     truth: &[Vec<u32>],
+    k: usize,
     ef: Option<usize>,
+    filter: Filter<'_>,
 ) -> Result<f64, IndexError> {
     if queries.is_empty() {
         return Ok(1.0);
     }
     let mut total = 0.0;
     for (q, t) in queries.iter().zip(truth) {
-        let got = index.search(q, t.len().max(1), ef, Filter::All)?;
+        let got = index.search(q, k, ef, filter)?;
         let hits = got.iter().filter(|h| t.contains(&h.item)).count();
         total += hits as f64 / t.len().max(1) as f64;
     }
@@ -346,7 +350,7 @@ fn tune_ef(
     target: f64,
 ) -> Result<usize, IndexError> {
     for ef in EF_LADDER {
-        if recall_against(index, queries, truth, Some(ef))? >= target {
+        if recall_against(index, queries, truth, 10, Some(ef), Filter::All)? >= target {
             return Ok(ef);
         }
     }
@@ -414,14 +418,14 @@ pub fn build_with_file(
         .take(settings.check_queries)
         .cloned()
         .collect();
-    let truth = exact_truth(&exact, &queries, 10)?;
+    let truth = exact_truth(&exact, &queries, 10, Filter::All)?;
     let mut graph = graph;
     let target_recall = (settings.target_recall > 0.0).then_some(settings.target_recall);
     if let Some(target) = target_recall {
         let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
         graph.set_ef_search(ef);
     }
-    let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, None)?;
+    let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, 10, None, Filter::All)?;
     let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     let quality = IndexQuality {
         recall_at_10,
