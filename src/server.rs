@@ -152,10 +152,13 @@ impl Application {
             .map_err(|source| ServerError::Bind { addr, source })?;
         let mut server_settings = settings.server.clone();
         server_settings.model = model_path.clone();
-        let mut state = AppState::new(server_settings, settings.index.clone(), settings.layers);
-        if let Some(store) = store {
-            state = state.with_store(store, choice.follow_registry);
-        }
+        let state = AppState::new(
+            server_settings,
+            settings.index.clone(),
+            settings.layers,
+            store,
+            choice.follow_registry,
+        );
         Ok(Application {
             listener,
             state,

@@ -31,9 +31,20 @@ use crate::store::Store;
 use error::ApiError;
 use telemetry::Metrics;
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so that the per-request clones axum makes (one per
+/// extractor and middleware) cost one atomic increment instead of one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct SharedState {
     /// The serving model; swapped whole, read without locks.
     pub model: Arc<ArcSwapOption<ServingModel>>,
     /// Server settings.
@@ -60,27 +71,30 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with no model serving yet.
+    /// State with no model serving yet; with a database, `follow_registry` makes the service serve
+    /// whatever model is active there.
     pub fn new(
         settings: ServerSettings,
         index_settings: IndexSettings,
         layer_limits: LayerLimits,
+        store: Option<Store>,
+        follow_registry: bool,
     ) -> Self {
-        AppState {
+        AppState(Arc::new(SharedState {
             model: Arc::new(ArcSwapOption::empty()),
             settings: Arc::new(settings),
             index_settings: Arc::new(index_settings),
             layer_limits,
             metrics: Arc::new(Metrics::default()),
-            store: None,
-            follow_registry: false,
+            follow_registry: follow_registry && store.is_some(),
+            store,
             inactive_ids: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
             refused: Arc::new(std::sync::Mutex::new(None)),
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-        }
+        }))
     }
 
     /// Runs CPU-bound work (search, scoring, layers) on the blocking pool, at most one task per
@@ -125,13 +139,6 @@ impl AppState {
         if let Ok(mut r) = self.refused.lock() {
             *r = refused;
         }
-    }
-
-    /// With a database; `follow_registry` makes the service serve whatever model is active there.
-    pub fn with_store(mut self, store: Store, follow_registry: bool) -> Self {
-        self.store = Some(store);
-        self.follow_registry = follow_registry;
-        self
     }
 }
 

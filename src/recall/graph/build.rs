@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::codes::Codes;
 use super::links::Links;
 use super::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
 
@@ -235,10 +236,11 @@ const FROM: usize = 8;
 
 /// Items that a search for their own vector misses although exact search would rank them in its
 /// top 10, each with the [`FROM`] best nodes the search ended on: the places to link them
-/// from. The search is the one serving runs (over the byte codes when `view` has them, then an
+/// from. The search is the one serving runs (over `codes` when given, then an
 /// exact re-score); read-only.
 fn find_missed<K: Kernel>(
     view: &View<'_>,
+    codes: Option<&Codes>,
     entry: (u32, usize),
     ef: usize,
     range: (usize, usize),
@@ -256,15 +258,14 @@ fn find_missed<K: Kernel>(
     for i in range.0..range.1 {
         let i = i as u32;
         let q = view.row(i);
-        let offset = match view.codes {
-            Some(codes) => codes.prepare(q, &mut prepared),
-            None => 0.0,
+        let walk = View {
+            codes: codes.map(|c| (c, c.prepare(q, &mut prepared))),
+            ..*view
         };
-        let walk: &[f32] = if view.codes.is_some() { &prepared } else { q };
         s.begin(n);
-        let start = (view.dist::<K>(walk, offset, entry.0), entry.0);
-        let ep = view.descend::<K>(walk, offset, start, entry.1, 0);
-        view.search_layer::<K>(walk, offset, ep, ef, 0, s, false, |_| true);
+        let start = (walk.dist::<K>(q, 0.0, entry.0), entry.0);
+        let ep = walk.descend::<K>(q, 0.0, start, entry.1, 0);
+        walk.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, |_| true);
         found.clear();
         while let Some(Far(_, id)) = s.results.pop() {
             found.push((exact.dist::<K>(q, 0.0, id), id));
@@ -287,12 +288,13 @@ fn find_missed<K: Kernel>(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn find_missed_avx2(
     view: &View<'_>,
+    codes: Option<&Codes>,
     entry: (u32, usize),
     ef: usize,
     range: (usize, usize),
     s: &mut Scratch,
 ) -> Vec<(u32, [u32; FROM])> {
-    find_missed::<super::search::Avx2>(view, entry, ef, range, s)
+    find_missed::<super::search::Avx2>(view, codes, entry, ef, range, s)
 }
 
 /// Makes items reachable for their own vector (self-recall): under −⟨·,·⟩ the heuristic prunes
@@ -304,6 +306,7 @@ unsafe fn find_missed_avx2(
 /// list already. Returns how many links were added.
 pub(super) fn link_missed(
     view: &View<'_>,
+    codes: Option<&Codes>,
     entry: (u32, usize),
     ef: usize,
     threads: usize,
@@ -324,9 +327,9 @@ pub(super) fn link_missed(
                         #[cfg(target_arch = "x86_64")]
                         if crate::kernels::has_avx2() {
                             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-                            return unsafe { find_missed_avx2(view, entry, ef, range, s) };
+                            return unsafe { find_missed_avx2(view, codes, entry, ef, range, s) };
                         }
-                        find_missed::<Portable>(view, entry, ef, range, s)
+                        find_missed::<Portable>(view, codes, entry, ef, range, s)
                     })
                 })
             })

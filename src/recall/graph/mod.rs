@@ -279,9 +279,10 @@ impl GraphIndex {
             .with_exact_filter_below(exact_filter_below);
         if repair {
             let view = graph.search_view();
+            let codes = graph.params.quantized.then_some(&graph.codes);
             // The second pass catches items whose path the first pass's new links changed.
             for _ in 0..REPAIR_PASSES {
-                build::link_missed(&view, (entry, max_level), REPAIR_EF, threads);
+                build::link_missed(&view, codes, (entry, max_level), REPAIR_EF, threads);
             }
         }
         graph.build_seconds = started.elapsed().as_secs_f64();
@@ -312,7 +313,8 @@ impl GraphIndex {
         }
     }
 
-    /// What searches walk: the vectors, the links and, when quantised, the byte codes.
+    /// What searches walk: the vectors and the links (a quantised search adds the byte codes and
+    /// its prepared query).
     fn search_view(&self) -> View<'_> {
         View {
             data: self.space.as_slice(),
@@ -321,7 +323,7 @@ impl GraphIndex {
             norms: &[],
             l2: false,
             prune_l2: false,
-            codes: self.params.quantized.then_some(&self.codes),
+            codes: None,
         }
     }
 
@@ -429,23 +431,20 @@ impl GraphIndex {
         s: &mut Scratch,
     ) -> Vec<Hit> {
         let quantized = self.params.quantized;
-        let view = self.search_view();
+        let mut view = self.search_view();
         let mut prepared = std::mem::take(&mut s.prepared);
-        let (walk_query, offset): (&[f32], f32) = if quantized {
-            let offset = self.codes.prepare(q, &mut prepared);
-            (&prepared, offset)
-        } else {
-            (q, 0.0)
-        };
+        if quantized {
+            view.codes = Some((&self.codes, self.codes.prepare(q, &mut prepared)));
+        }
         s.begin(self.len());
-        let start = (view.dist::<K>(walk_query, offset, self.entry), self.entry);
-        let ep = view.descend::<K>(walk_query, offset, start, self.max_level, 0);
+        let start = (view.dist::<K>(q, 0.0, self.entry), self.entry);
+        let ep = view.descend::<K>(q, 0.0, start, self.max_level, 0);
         let dead = self.tombstones.count() > 0;
         if matches!(filter, Filter::All) && !dead {
-            view.search_layer::<K>(walk_query, offset, ep, ef, 0, s, false, |_| true);
+            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, |_| true);
         } else {
             let t = &self.tombstones;
-            view.search_layer::<K>(walk_query, offset, ep, ef, 0, s, true, |id| {
+            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, |id| {
                 filter.allows(id) && !t.is_dead(id)
             });
         }

@@ -7,18 +7,19 @@
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::atomic::Ordering as AtomicOrdering;
 
-use super::codes::Codes;
+use super::codes::{CodeQuery, Codes};
 use super::links::Links;
-use crate::kernels::{dot_inline, dot_u8_inline, prefetch};
+use crate::kernels::{dot_i16_u8_inline, dot_inline, prefetch};
 
 /// A dot-product kernel chosen once per search or insertion, so that the whole loop is compiled for
 /// one instruction set and the dot inlines into it.
 pub(super) trait Kernel {
     /// ⟨a, b⟩.
     fn dot(a: &[f32], b: &[f32]) -> f32;
-    /// ⟨a, b⟩ with byte codes `b`.
-    fn dot_u8(a: &[f32], b: &[u8]) -> f32;
+    /// ⟨a, b⟩ in integers, an i16 query against byte codes `b`.
+    fn dot_i16_u8(a: &[i16], b: &[u8]) -> i32;
 }
 
 /// Baseline instructions (SSE2 on x86-64), any CPU.
@@ -30,8 +31,8 @@ impl Kernel for Portable {
         dot_inline(a, b, false)
     }
     #[inline(always)]
-    fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
-        dot_u8_inline(a, b, false)
+    fn dot_i16_u8(a: &[i16], b: &[u8]) -> i32 {
+        dot_i16_u8_inline(a, b)
     }
 }
 
@@ -47,10 +48,10 @@ impl Kernel for Avx2 {
         dot_inline(a, b, true)
     }
     #[inline(always)]
-    fn dot_u8(a: &[f32], b: &[u8]) -> f32 {
+    fn dot_i16_u8(a: &[i16], b: &[u8]) -> i32 {
         // SAFETY: `Avx2` is only used inside functions compiled for AVX2 + FMA, which the caller
         // checked the CPU has (`kernels::has_avx2`).
-        unsafe { crate::kernels::avx2::dot_u8(a, b) }
+        unsafe { crate::kernels::avx2::dot_i16_u8(a, b) }
     }
 }
 
@@ -116,7 +117,7 @@ pub(super) struct Scratch {
     /// The normalised query of a cosine search.
     pub query: Vec<f32>,
     /// The query prepared for the byte codes (`codes.rs`).
-    pub prepared: Vec<f32>,
+    pub prepared: Vec<i16>,
     /// A query's final candidates, the nearest re-scored exactly after a walk on byte codes.
     pub rescored: Vec<Far>,
 }
@@ -179,9 +180,10 @@ pub(super) struct View<'a> {
     pub l2: bool,
     /// The heuristic's domination test uses ‖a − b‖² while candidates are ranked by −⟨a, b⟩.
     pub prune_l2: bool,
-    /// Score nodes by their byte codes instead of `data`: queries are then prepared by
-    /// [`Codes::prepare`] and `qn` carries the offset it returns (searches only, never builds).
-    pub codes: Option<&'a Codes>,
+    /// Score nodes by their byte codes instead of `data`, against the query as [`Codes::prepare`]
+    /// turned it (searches only, never builds); the `q` and `qn` handed to the methods are then
+    /// not read.
+    pub codes: Option<(&'a Codes, CodeQuery<'a>)>,
 }
 
 impl View<'_> {
@@ -194,8 +196,8 @@ impl View<'_> {
     /// Distance from a query `q` (squared norm `qn`, used only for L2) to node `id`.
     #[inline(always)]
     pub fn dist<K: Kernel>(&self, q: &[f32], qn: f32, id: u32) -> f32 {
-        if let Some(codes) = self.codes {
-            return -(qn + K::dot_u8(q, codes.row(id)));
+        if let Some((codes, cq)) = self.codes {
+            return -(cq.offset + cq.scale * K::dot_i16_u8(cq.query, codes.row(id)) as f32);
         }
         let dot = K::dot(q, self.row(id));
         if !self.l2 {
@@ -208,7 +210,7 @@ impl View<'_> {
     /// Starts loading every cache line that scoring `id` will read.
     #[inline(always)]
     fn prefetch_node(&self, id: u32) {
-        if let Some(codes) = self.codes {
+        if let Some((codes, _)) = self.codes {
             let code = codes.row(id);
             prefetch(code.as_ptr().cast());
             if let Some(last) = code.last() {
@@ -247,14 +249,19 @@ impl View<'_> {
         for level in (bottom + 1..=top).rev() {
             loop {
                 let mut changed = false;
-                let cur = best.1;
-                self.links.for_each(cur, level, |nb| {
+                let list = self.links.neighbours(best.1, level);
+                // Loads overlap: every neighbour's row is requested before the first is scored.
+                for nb in list {
+                    self.prefetch_node(nb.load(AtomicOrdering::Relaxed));
+                }
+                for nb in list {
+                    let nb = nb.load(AtomicOrdering::Relaxed);
                     let d = self.dist::<K>(q, qn, nb);
                     if d < best.0 {
                         best = (d, nb);
                         changed = true;
                     }
-                });
+                }
                 if !changed {
                     break;
                 }
