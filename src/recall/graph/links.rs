@@ -104,17 +104,15 @@ impl Links {
     /// writer stored the ids, so every id seen was a valid neighbour on this layer at some point.
     #[inline(always)]
     pub fn for_each(&self, node: u32, level: usize, mut f: impl FnMut(u32)) {
-        let slot = self.slot(node, level);
-        let count = (slot[0].load(Ordering::Acquire) as usize).min(slot.len() - 1);
-        for a in &slot[1..=count] {
+        for a in self.neighbours(node, level) {
             f(a.load(Ordering::Relaxed));
         }
     }
 
-    /// The neighbours of `node` on `level`, read as [`Links::for_each`] does. For loops that score
-    /// them: a loop body is compiled with its function's instruction set, where a closure handed
-    /// to `for_each` from an `#[inline(always)]` helper was not, and called the AVX2 kernel out of
-    /// line (a twentieth of a served query).
+    /// The neighbours of `node` on `level` (count read with Acquire, see [`Links::for_each`]).
+    /// For loops that score them: a loop body is compiled with its function's instruction set,
+    /// where a closure handed to `for_each` from an `#[inline(always)]` helper was not, and called
+    /// the AVX2 kernel out of line (a twentieth of a served query).
     #[inline(always)]
     pub fn neighbours(&self, node: u32, level: usize) -> &[AtomicU32] {
         let slot = self.slot(node, level);
@@ -124,8 +122,7 @@ impl Links {
 
     /// Number of neighbours of `node` on `level`.
     pub fn count(&self, node: u32, level: usize) -> usize {
-        let slot = self.slot(node, level);
-        (slot[0].load(Ordering::Acquire) as usize).min(slot.len() - 1)
+        self.neighbours(node, level).len()
     }
 
     /// Whether `other` is a neighbour of `node` on `level`.
