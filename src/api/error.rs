@@ -171,7 +171,9 @@ impl From<ServeError> for ApiError {
             ServeError::Index(crate::recall::IndexError::NonFiniteQuery) => {
                 ApiError::field("features", "the user's vector is not finite")
             }
-            ServeError::Artifact(_) | ServeError::Index(_) => ApiError::Internal(e.to_string()),
+            ServeError::Artifact(_) | ServeError::Index(_) | ServeError::Render(_) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
