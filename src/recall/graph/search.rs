@@ -79,8 +79,9 @@ impl PartialOrd for Near {
     }
 }
 impl Ord for Near {
+    #[inline(always)]
     fn cmp(&self, o: &Self) -> Ordering {
-        o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
+        order_key(o.0, o.1).cmp(&order_key(self.0, self.1))
     }
 }
 impl PartialEq for Far {
@@ -96,9 +97,21 @@ impl PartialOrd for Far {
 }
 impl Ord for Far {
     // Ties broken by id so that results are deterministic.
+    #[inline(always)]
     fn cmp(&self, o: &Self) -> Ordering {
-        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+        order_key(self.0, self.1).cmp(&order_key(o.0, o.1))
     }
+}
+
+/// `(distance, id)` as one integer whose order is `f32::total_cmp` on the distance, then the id:
+/// the heaps compare it in one instruction instead of two branches (the heaps and the final sort
+/// were a fifth of a k = 100 search's instructions).
+#[inline(always)]
+fn order_key(distance: f32, id: u32) -> u64 {
+    // total_cmp's own mapping: flip the magnitude bits of negatives, then make it unsigned.
+    let bits = distance.to_bits() as i32;
+    let ordered = (bits ^ ((((bits >> 31) as u32) >> 1) as i32)) as u32 ^ 0x8000_0000;
+    (u64::from(ordered) << 32) | u64::from(id)
 }
 
 /// Per-thread working memory: the visited set, the two heaps and small buffers. Reused across
@@ -383,6 +396,37 @@ impl View<'_> {
             }
             if good {
                 out.push((d, e));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_order_is_total_cmp_on_the_distance_then_the_id() {
+        let distances = [
+            f32::NEG_INFINITY,
+            -3.5,
+            -1e-30,
+            -0.0,
+            0.0,
+            1e-30,
+            2.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ];
+        for &a in &distances {
+            for &b in &distances {
+                for (i, j) in [(0, 0), (1, 2), (7, 3), (u32::MAX, 0)] {
+                    let reference = a.total_cmp(&b).then(i.cmp(&j));
+                    assert_eq!(Far(a, i).cmp(&Far(b, j)), reference, "{a} {i} vs {b} {j}");
+                    assert_eq!(Near(a, i).cmp(&Near(b, j)), reference.reverse());
+                }
             }
         }
     }
