@@ -1,9 +1,11 @@
 -- wrk script: GET (the URL's path), printing a one-line JSON summary.
--- Optional argument (after `--`): delay in ms between a connection's requests.
+-- Optional argument (after `--`): mean pause in ms between a connection's requests.
 function init(args)
   pause = tonumber(args[1] or "0")
   if pause > 0 then
-    delay = function() return pause end
+    -- Exponential pauses of mean `pause`, as recall.lua's, so that paced runs compare.
+    math.randomseed(4242)
+    delay = function() return -math.log(1 - math.random()) * pause end
   end
 end
 
