@@ -15,15 +15,19 @@ use crate::data::FeatureRows;
 pub fn side_terms(model: &FmModel, (idx, val): SparseRow<'_>, out: &mut [f32]) -> f32 {
     out.iter_mut().for_each(|o| *o = 0.0);
     let mut linear = 0.0;
-    let mut sq = 0.0;
+    // Σ_j (v_jf x_j)² per factor f, summed at the end: one running sum would chain every
+    // addition and keep the loop from vectorizing (it was 2% of a served recall).
+    let mut squares = vec![0f32; out.len()];
     for (&j, &x) in idx.iter().zip(val) {
         linear += model.w[j as usize] * x;
-        for (o, &v) in out.iter_mut().zip(model.factors(j)) {
-            *o += v * x;
-            sq += v * v * x * x;
+        for ((o, sq), &v) in out.iter_mut().zip(&mut squares).zip(model.factors(j)) {
+            let t = v * x;
+            *o += t;
+            *sq += t * t;
         }
     }
     let norm2: f32 = out.iter().map(|o| o * o).sum();
+    let sq: f32 = squares.iter().sum();
     linear + 0.5 * (norm2 - sq)
 }
 

@@ -86,12 +86,13 @@ impl Codes {
             0.0
         };
         out.clear();
-        out.extend(
-            query
-                .iter()
-                .zip(&self.step)
-                .map(|(q, s)| (q * s * to_int).round() as i16),
-        );
+        // Adding ±0.5 and truncating rounds to nearest (|x| ≤ 32767 fits i32), as `f32::round`
+        // does but for the odd x whose x ± 0.5 itself rounds: no matter for a quantiser, and
+        // `round` without SSE4.1 is a libm call per component (2% of a served recall).
+        out.extend(query.iter().zip(&self.step).map(|(q, s)| {
+            let x = q * s * to_int;
+            (x + 0.5f32.copysign(x)) as i32 as i16
+        }));
         CodeQuery {
             query: out,
             scale: if to_int > 0.0 { 1.0 / to_int } else { 0.0 },
