@@ -75,8 +75,7 @@ impl<'a> RecallResponse<'a> {
     /// The answer as JSON, byte for byte what serde_json writes for it (tested), with each item
     /// appended from its pre-rendered prefix ([`ScoredItem::write_json`]).
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        // ~90 bytes an item (id, title, score).
-        let mut out = Vec::with_capacity(128 + 96 * self.items.len());
+        let mut out = answer_buffer(self.items.len());
         out.extend_from_slice(b"{\"model_version\":");
         serde_json::to_writer(&mut out, self.model_version)?;
         out.extend_from_slice(b",\"items\":[");
@@ -426,12 +425,16 @@ pub async fn similar(
 /// A 200 JSON response, serialized where the answer still borrows from the serving model (see
 /// [`ScoredItem`]); what `axum::Json` does, minus the copy into owned strings.
 fn json_response(value: &impl Serialize, items: usize) -> Result<Response, ApiError> {
-    // Sized up front for its `items` scored items (id, title, score: ~90 bytes each): grown from
-    // empty, a 1 KB answer was copied through eight reallocations.
-    let mut body = Vec::with_capacity(128 + 96 * items);
+    let mut body = answer_buffer(items);
     serde_json::to_writer(&mut body, value)
         .map_err(|e| ApiError::Internal(format!("could not encode the answer: {e}")))?;
     Ok(json_body(body))
+}
+
+/// A buffer for an answer with `items` scored items (id, title, score: ~90 bytes each): grown
+/// from empty, a 1 KB answer was copied through eight reallocations.
+fn answer_buffer(items: usize) -> Vec<u8> {
+    Vec::with_capacity(128 + 96 * items)
 }
 
 /// A 200 with a JSON body already encoded.
