@@ -416,6 +416,9 @@ fn the_default_ef_is_the_cheapest_that_reaches_the_target_recall() {
         let settings = IndexSettings {
             kind: IndexKind::Graph,
             target_recall,
+            // The breadth is tuned for the graph alone; the norm walk in front of it would answer
+            // some queries exactly whatever the ef (see the norm-walk tests).
+            norm_scan_items: 0,
             ..Default::default()
         };
         let (index, quality) = build(vectors.clone(), &settings, &queries).unwrap();
@@ -451,4 +454,85 @@ fn the_default_ef_is_the_cheapest_that_reaches_the_target_recall() {
     // 0 turns the choice off: the configured ef_search is used as given.
     let (_, fixed) = built(0.0);
     assert_eq!((fixed.ef_search, fixed.target_recall), (64, None));
+}
+
+/// Vectors whose norms carry a popularity-like skew (log-normal scale), as trained FM item vectors'
+/// do, and queries drawn like them.
+fn popularity_skewed(n: usize, dim: usize, seed: u64) -> (Arc<ItemVectors>, Vec<Vec<f32>>) {
+    let mut rng = Rng::new(seed);
+    let mut data = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let scale = (rng.normal() * 0.6).exp() as f32;
+        data.extend((0..dim).map(|_| rng.normal() as f32 * scale));
+    }
+    let queries = (0..100)
+        .map(|_| (0..dim).map(|_| rng.normal() as f32).collect())
+        .collect();
+    (Arc::new(ItemVectors::from_raw(dim, data)), queries)
+}
+
+#[test]
+fn the_norm_walk_answers_deep_queries_exactly_where_norms_are_skewed() {
+    let (vectors, queries) = popularity_skewed(20_000, 16, 21);
+    let settings = IndexSettings {
+        kind: IndexKind::Graph,
+        ..Default::default()
+    };
+    let (index, quality) = build(vectors.clone(), &settings, &queries).unwrap();
+    let q = quality.unwrap();
+    let walk = q.norm_scan.expect("our graph reports its norm walk");
+    assert!(walk.enabled && walk.exact_share_at_10 >= 0.5, "{q:?}");
+    assert_eq!(index.info().params["norm_scan_items"], 4096);
+    // Served answers against brute force, at the depth a ranker asks for and with exclusions.
+    let exact = ExactIndex::new(vectors.clone());
+    assert!(q.recall_at_100 >= 0.995, "{q:?}");
+    let seen: Vec<u32> = (0..20_000).step_by(7).collect();
+    for k in [10, 100] {
+        let mut found = 0;
+        for query in &queries {
+            let want = exact
+                .search(query, k, None, Filter::Exclude(&seen))
+                .unwrap();
+            let got = index
+                .search(query, k, None, Filter::Exclude(&seen))
+                .unwrap();
+            found += ids(&got).iter().filter(|i| ids(&want).contains(i)).count();
+            assert!(got.iter().all(|h| seen.binary_search(&h.item).is_err()));
+        }
+        let recall = found as f64 / (k * queries.len()) as f64;
+        assert!(
+            recall >= 0.995,
+            "k {k}: recall {recall} with exclusions; {q:?}"
+        );
+    }
+    // Without the walk the same graph is measured on its own: the walk is what the figures show.
+    let off = IndexSettings {
+        norm_scan_items: 0,
+        ..settings
+    };
+    let (_, q_off) = build(vectors, &off, &queries).unwrap();
+    assert!(q_off.unwrap().norm_scan.is_none());
+}
+
+#[test]
+fn the_norm_walk_is_turned_off_where_norms_do_not_prune() {
+    // Unit vectors: ‖q‖·‖x‖ never drops below the k-th score, so the walk would only add work.
+    let (vectors, queries) = clustered(12_000, 100, 16, 20, 8);
+    let unit: Vec<f32> = vectors
+        .as_slice()
+        .chunks(16)
+        .flat_map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+            r.iter().map(move |x| x / n).collect::<Vec<_>>()
+        })
+        .collect();
+    let vectors = Arc::new(ItemVectors::from_raw(16, unit));
+    let settings = IndexSettings {
+        kind: IndexKind::Graph,
+        ..Default::default()
+    };
+    let (index, quality) = build(vectors, &settings, &queries).unwrap();
+    let walk = quality.unwrap().norm_scan.unwrap();
+    assert!(!walk.enabled && walk.exact_share_at_10 < 0.5, "{walk:?}");
+    assert_eq!(index.info().params["norm_scan_items"], 0);
 }

@@ -175,6 +175,15 @@ pub struct IndexSettings {
     pub target_recall: f64,
     /// Sample queries for that check.
     pub check_queries: usize,
+    /// Before walking our graph, walk up to this many largest-norm items exactly, stopping when
+    /// the Cauchy–Schwarz bound proves the top k found (`graph/head.rs`); kept only when that
+    /// settles at least half of the sample queries at k = 10. 0 turns it off.
+    #[serde(default = "default_norm_scan_items")]
+    pub norm_scan_items: usize,
+}
+
+fn default_norm_scan_items() -> usize {
+    IndexSettings::default().norm_scan_items
 }
 
 impl Default for IndexSettings {
@@ -187,6 +196,7 @@ impl Default for IndexSettings {
             min_recall: 0.9,
             target_recall: 0.98,
             check_queries: 200,
+            norm_scan_items: 4096,
         }
     }
 }
@@ -247,11 +257,33 @@ pub struct IndexQuality {
     /// Share of sampled items that the index returns when queried with their own vector, among
     /// those that exact search returns for that query (a graph that cannot reach a point fails).
     pub self_recall: f64,
+    /// Mean recall@100 of the served search (default breadth, norm walk as configured) against
+    /// exact search on the same queries: the depth a ranker usually asks for.
+    pub recall_at_100: f64,
+    /// What the norm walk settled on the sample queries (None: not our graph, or turned off).
+    pub norm_scan: Option<NormScanReport>,
     /// Queries used.
     pub queries: usize,
     /// Whether the graph was read from its saved file instead of built.
     pub graph_from_file: bool,
 }
+
+/// How much of the sample queries' work the exact norm walk (`graph/head.rs`) took over.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NormScanReport {
+    /// Largest-norm items it may read.
+    pub items: usize,
+    /// Share of the sample queries whose exact top 10 it proved without the graph.
+    pub exact_share_at_10: f64,
+    /// The same at k = 100 (None when k = 100 is too deep for a head this short).
+    pub exact_share_at_100: Option<f64>,
+    /// Whether it serves: only when the share at k = 10 is at least [`MIN_NORM_SCAN_SHARE`].
+    pub enabled: bool,
+}
+
+/// Below this share of sample queries settled at k = 10, the norm walk would mostly be wasted work
+/// before the graph, and is turned off.
+pub const MIN_NORM_SCAN_SHARE: f64 = 0.5;
 
 /// Share of a sample of `sample` items of `space` (the vectors `index` walks) that `index` returns
 /// in its top 10 at `ef` for their own vector, among those that exact search returns for it (under
@@ -425,10 +457,15 @@ pub fn build_with_file(
         let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
         graph.set_ef_search(ef);
     }
+    // The breadth is tuned on the graph alone: it serves the queries the norm walk cannot settle.
+    let norm_scan = graph.enable_norm_scan(settings.norm_scan_items, &queries);
     let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, 10, None, Filter::All)?;
+    let recall_at_100 = measure_recall(graph.as_index(), &exact, &queries, 100, None)?;
     let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     let quality = IndexQuality {
         recall_at_10,
+        recall_at_100,
+        norm_scan,
         ef_search: graph.ef_search(),
         target_recall,
         self_recall,
@@ -474,6 +511,11 @@ trait GraphLike: RecallIndex {
     /// The default search breadth, and changing it (a search parameter: the graph stays).
     fn ef_search(&self) -> usize;
     fn set_ef_search(&mut self, ef: usize);
+    /// Turns the exact norm walk on for our graph when it settles enough of `queries` (see
+    /// [`NormScanReport`]); None for indexes without one.
+    fn enable_norm_scan(&mut self, _limit: usize, _queries: &[Vec<f32>]) -> Option<NormScanReport> {
+        None
+    }
     fn as_index(&self) -> &dyn RecallIndex;
     fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex>;
 }
@@ -505,6 +547,21 @@ impl GraphLike for GraphIndex {
     }
     fn set_ef_search(&mut self, ef: usize) {
         GraphIndex::set_ef_search(self, ef);
+    }
+    fn enable_norm_scan(&mut self, limit: usize, queries: &[Vec<f32>]) -> Option<NormScanReport> {
+        self.set_norm_scan(limit);
+        let exact_share_at_10 = self.norm_scan_exact_share(queries, 10)?;
+        let enabled = exact_share_at_10 >= MIN_NORM_SCAN_SHARE;
+        let report = NormScanReport {
+            items: limit.min(self.len()),
+            exact_share_at_10,
+            exact_share_at_100: self.norm_scan_exact_share(queries, 100),
+            enabled,
+        };
+        if !enabled {
+            self.set_norm_scan(0);
+        }
+        Some(report)
     }
     fn as_index(&self) -> &dyn RecallIndex {
         self

@@ -100,6 +100,41 @@ impl Codes {
         }
     }
 
+    /// The codes of rows `ids`, in that order, with the same ranges (so a prepared query scores
+    /// them alike).
+    pub fn gather(&self, ids: &[u32]) -> Codes {
+        let mut codes = Vec::with_capacity(ids.len() * self.dim);
+        for &id in ids {
+            codes.extend_from_slice(self.row(id));
+        }
+        Codes {
+            dim: self.dim,
+            min: self.min.clone(),
+            step: self.step.clone(),
+            codes,
+        }
+    }
+
+    /// The rows' codes in order.
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, u8> {
+        self.codes.chunks_exact(self.dim.max(1))
+    }
+
+    /// A bound on |⟨query, x⟩ − (offset + scale · ⟨query_i16, code(x)⟩)| for every encoded row x:
+    /// half a step per component (Σ |q_j| step_j / 2), the query's rounding to i16 (half a unit
+    /// times a code of at most 255, per component), the i32 → f32 conversion of the integer dot
+    /// (2⁻²⁴ of at most 2³¹ units), and 1% + a relative 10⁻⁵ of the terms' magnitude for the f32
+    /// arithmetic of the offset and of this bound itself.
+    pub fn error_bound(&self, query: &[f32], prepared: &CodeQuery<'_>) -> f32 {
+        let (mut steps, mut magnitude) = (0f32, 0f32);
+        for ((q, s), m) in query.iter().zip(&self.step).zip(&self.min) {
+            steps += q.abs() * s;
+            magnitude += q.abs() * (m.abs() + 255.0 * s);
+        }
+        let rounding = (self.dim as f32 * 127.5 + 128.0) * prepared.scale;
+        (steps / 2.0 + rounding) * 1.01 + 1e-5 * magnitude
+    }
+
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.codes.len() + 8 * self.dim

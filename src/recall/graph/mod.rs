@@ -39,6 +39,7 @@
 
 mod build;
 mod codes;
+mod head;
 mod links;
 mod persist;
 mod search;
@@ -52,6 +53,7 @@ use serde::{Deserialize, Serialize};
 pub use persist::GraphFileError;
 
 use self::codes::Codes;
+use self::head::NormHead;
 use self::links::Links;
 use self::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
 use self::tombstones::Tombstones;
@@ -201,6 +203,9 @@ pub struct GraphIndex {
     max_level: usize,
     tombstones: Tombstones,
     exact_filter_below: usize,
+    /// The largest-norm items for the exact bounded walk tried before the graph (`head.rs`); None
+    /// when off or for cosine graphs. Derived from the vectors, so not saved with the graph.
+    head: Option<NormHead>,
     /// SHA-256 of the item vectors the graph was built for (see `persist.rs`).
     fingerprint: [u8; 32],
     build_seconds: f64,
@@ -228,6 +233,13 @@ fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
             ((-u.ln() * ml).floor() as usize).min(MAX_LEVEL) as u8
         })
         .collect()
+}
+
+/// The norm walk runs for k up to an eighth of its items: it read 8–18 k items before its bound
+/// stopped it on the load-benchmark model (`head.rs`), so a larger k would mostly read the whole
+/// head and then pay for the graph as well.
+fn walks(head: &NormHead, k: usize) -> bool {
+    k * 8 <= head.len()
 }
 
 /// A search on byte codes re-scores this many times k of its nearest candidates (at least k + 8)
@@ -308,6 +320,7 @@ impl GraphIndex {
             entry,
             max_level,
             exact_filter_below: super::IndexSettings::default().exact_filter_below,
+            head: None,
             fingerprint,
             build_seconds: 0.0,
             params,
@@ -356,6 +369,24 @@ impl GraphIndex {
     /// [`GraphIndex::with_ef_search`] in place.
     pub fn set_ef_search(&mut self, ef_search: usize) {
         self.params.ef_search = ef_search.max(1);
+    }
+
+    /// Tries an exact walk over the `limit` largest-norm items before the graph (`head.rs`); 0
+    /// turns it off. Inner-product graphs only (a cosine graph's vectors all have norm 1).
+    pub fn set_norm_scan(&mut self, limit: usize) {
+        self.head = (limit > 0 && self.params.metric == Metric::InnerProduct)
+            .then(|| NormHead::new(&self.space, &self.codes, limit));
+    }
+
+    /// Share of `queries` whose exact top `k` the norm walk settles without the graph (None when
+    /// the walk is off or does not run for this `k`).
+    pub fn norm_scan_exact_share(&self, queries: &[Vec<f32>], k: usize) -> Option<f64> {
+        let head = self.head.as_ref().filter(|h| walks(h, k))?;
+        let exact = queries
+            .iter()
+            .filter(|q| head.scan::<Portable>(q, k, |_| true).exact)
+            .count();
+        Some(exact as f64 / queries.len().max(1) as f64)
     }
 
     /// Turns the quantised search (see [`GraphParams::quantized`]) on or off.
@@ -422,8 +453,31 @@ impl GraphIndex {
         }
     }
 
+    /// The norm walk first (exact when its bound stops it), else the graph merged with what the
+    /// walk found.
     #[inline(always)]
     fn search_graph<K: Kernel>(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Filter<'_>,
+        s: &mut Scratch,
+    ) -> Vec<Hit> {
+        let Some(head) = self.head.as_ref().filter(|h| walks(h, k)) else {
+            return self.walk_graph::<K>(q, k, ef, filter, s);
+        };
+        let t = &self.tombstones;
+        let allow = |id| filter.allows(id) && !t.is_dead(id);
+        let scan = head.scan_with::<K>(q, k, allow, &mut s.head);
+        if scan.exact {
+            return scan.hits;
+        }
+        head::merge(self.walk_graph::<K>(q, k, ef, filter, s), scan.hits, k)
+    }
+
+    #[inline(always)]
+    fn walk_graph<K: Kernel>(
         &self,
         q: &[f32],
         k: usize,
@@ -593,11 +647,13 @@ impl RecallIndex for GraphIndex {
                 "quantized": self.params.quantized,
                 "levels": self.max_level + 1,
                 "deactivated": self.tombstones.count(),
+                "norm_scan_items": self.head.as_ref().map_or(0, NormHead::len),
             }),
             memory_bytes: vectors
                 + self.links.memory_bytes()
                 + self.tombstones.memory_bytes()
-                + self.codes.memory_bytes(),
+                + self.codes.memory_bytes()
+                + self.head.as_ref().map_or(0, NormHead::memory_bytes),
             build_seconds: self.build_seconds,
         }
     }

@@ -133,6 +133,8 @@ pub(super) struct Scratch {
     pub prepared: Vec<i16>,
     /// A query's final candidates, the nearest re-scored exactly after a walk on byte codes.
     pub rescored: Vec<Far>,
+    /// The norm walk's buffers (`head.rs`).
+    pub head: super::head::HeadScratch,
 }
 
 thread_local! {
