@@ -119,6 +119,9 @@ struct BenchIndexArgs {
     /// Search breadths to measure.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     ef: Vec<usize>,
+    /// Recall depth: recall@k against exact search (a search never uses an ef below k).
+    #[arg(long, default_value_t = 10)]
+    k: usize,
     /// Graph links per node.
     #[arg(long, default_value_t = 16)]
     m: usize,
@@ -505,11 +508,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 &params,
                 &a.ef,
                 &a.indexes,
+                a.k,
             )?;
             for note in &report.notes {
                 println!("{note}");
             }
-            print!("{}", bench::table(&report.rows));
+            print!("{}", bench::table(&report.rows, a.k));
             if a.json {
                 println!("{}", serde_json::to_string(&report.rows)?);
             }

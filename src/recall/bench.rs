@@ -1,4 +1,4 @@
-//! `fmrecall bench-index`: build seconds, recall@10 against exact search, single-thread queries/s
+//! `fmrecall bench-index`: build seconds, recall@k against exact search, single-thread queries/s
 //! and memory for brute force, our graph, hnsw_rs and (when installed) hnswlib on the same vectors
 //! and queries, unfiltered and with a filter that allows 1% of the items.
 
@@ -22,9 +22,8 @@ pub struct BenchRow {
     pub ef: Option<usize>,
     /// Build wall time.
     pub build_seconds: f64,
-    /// Mean recall@10 against exact search.
-    #[serde(rename = "recall@10", alias = "recall_at_10")]
-    pub recall_at_10: f64,
+    /// Mean recall@k against exact search (k of the run).
+    pub recall: f64,
     /// Queries per second on one thread.
     pub qps: f64,
     /// Growth of resident memory while building, in MiB (0 for exact: it reuses the vectors).
@@ -82,11 +81,12 @@ fn run_queries(
     ef: Option<usize>,
     filter: Filter<'_>,
 ) -> Result<(f64, f64), IndexError> {
+    let k = truth.first().map_or(10, Vec::len);
     let mut recall = 0.0;
     let mut best = f64::INFINITY;
     for _ in 0..PASSES {
         let started = Instant::now();
-        recall = super::recall_against(index, queries, truth, 10, ef, filter)?;
+        recall = super::recall_against(index, queries, truth, k, ef, filter)?;
         best = best.min(started.elapsed().as_secs_f64().max(1e-9));
         if best > SLOW_PASS_SECONDS {
             break;
@@ -122,19 +122,22 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Runs the table for the `indexes` asked: exact search, our graph, hnswlib and NumPy brute force
-/// (subprocess, when `import hnswlib` works in `$FMRECALL_PYTHON`, default `python3`) and hnsw_rs at
-/// every `ef`, unfiltered and with a filter that allows 1% of the items. Graph indexes build with
-/// every core.
+/// Runs the table for the `indexes` asked, measuring recall@`k`: exact search, our graph (alone and
+/// behind the norm walk, as served), hnswlib and NumPy brute force (subprocess, when `import
+/// hnswlib` works in `$FMRECALL_PYTHON`, default `python3`) and hnsw_rs at every `ef` (a search
+/// never uses an ef below k), unfiltered and with a filter that allows 1% of the items. Graph
+/// indexes build with every core.
 pub fn run(
     vectors: Arc<ItemVectors>,
     queries: &[Vec<f32>],
     params: &HnswParams,
     efs: &[usize],
     indexes: &[BenchIndex],
+    k: usize,
 ) -> Result<BenchReport, IndexError> {
+    let k = k.clamp(1, vectors.len().max(1));
     let exact = ExactIndex::new(vectors.clone());
-    let truth_of = |filter: Filter<'_>| super::exact_truth(&exact, queries, 10, filter);
+    let truth_of = |filter: Filter<'_>| super::exact_truth(&exact, queries, k, filter);
     let truth = truth_of(Filter::All)?;
     let n = vectors.len();
     let allowed: Vec<u32> = (0..n as u32).step_by(100).collect();
@@ -146,7 +149,7 @@ pub fn run(
     let rows = &mut report.rows;
     let notes = &mut report.notes;
     notes.push(format!(
-        "{n} items x {} dims ({:.0} MiB raw), {} queries, {threads} build threads, queries on 1 thread",
+        "{n} items x {} dims ({:.0} MiB raw), {} queries, k = {k}, {threads} build threads, queries on 1 thread",
         vectors.dim(),
         mib(vector_bytes),
         queries.len()
@@ -159,7 +162,7 @@ pub fn run(
             index: "exact".into(),
             ef: None,
             build_seconds: 0.0,
-            recall_at_10: recall,
+            recall,
             qps,
             memory_mib: 0.0,
         });
@@ -168,7 +171,7 @@ pub fn run(
             index: "exact, 1% allowed".into(),
             ef: None,
             build_seconds: 0.0,
-            recall_at_10: recall,
+            recall,
             qps,
             memory_mib: 0.0,
         });
@@ -198,11 +201,33 @@ pub fn run(
                 index: "graph (ours)".into(),
                 ef: Some(ef),
                 build_seconds,
-                recall_at_10: recall,
+                recall,
                 qps,
                 memory_mib,
             });
         }
+        // As served: the exact norm walk first (`graph/head.rs`), the graph for what it leaves.
+        let mut graph = graph;
+        graph.set_norm_scan(super::IndexSettings::default().norm_scan_items);
+        if let Some(share) = graph.norm_scan_exact_share(queries, k) {
+            notes.push(format!(
+                "norm walk over the {} largest-norm items: exact top {k} without the graph for {:.1}% of the queries",
+                super::IndexSettings::default().norm_scan_items.min(n),
+                100.0 * share
+            ));
+        }
+        for &ef in efs {
+            let (recall, qps) = run_queries(&graph, queries, &truth, Some(ef), Filter::All)?;
+            rows.push(BenchRow {
+                index: "graph (ours) + norm walk".into(),
+                ef: Some(ef),
+                build_seconds,
+                recall,
+                qps,
+                memory_mib,
+            });
+        }
+        graph.set_norm_scan(0);
         // The same links walked with the f32 vectors instead of the byte codes.
         let graph = graph.with_quantized(false);
         for &ef in efs {
@@ -211,7 +236,7 @@ pub fn run(
                 index: "graph (ours), f32 walk".into(),
                 ef: Some(ef),
                 build_seconds,
-                recall_at_10: recall,
+                recall,
                 qps,
                 memory_mib,
             });
@@ -224,7 +249,7 @@ pub fn run(
             index: "graph (ours), 1% allowed, beam".into(),
             ef: Some(ef),
             build_seconds,
-            recall_at_10: recall,
+            recall,
             qps,
             memory_mib,
         });
@@ -235,7 +260,7 @@ pub fn run(
             index: "graph (ours), 1% allowed, as served (exact below 2000)".into(),
             ef: Some(ef),
             build_seconds,
-            recall_at_10: recall,
+            recall,
             qps,
             memory_mib,
         });
@@ -264,7 +289,7 @@ pub fn run(
             index: "hnsw_rs".into(),
             ef: Some(ef),
             build_seconds,
-            recall_at_10: recall,
+            recall,
             qps,
             memory_mib,
         });
@@ -274,7 +299,7 @@ pub fn run(
         index: "hnsw_rs, 1% allowed".into(),
         ef: Some(ef),
         build_seconds,
-        recall_at_10: recall,
+        recall,
         qps,
         memory_mib,
     });
@@ -306,7 +331,7 @@ fn persist_note(graph: &GraphIndex, vectors: &Arc<ItemVectors>) -> String {
 /// The hnswlib baseline script, embedded so the bench runs from any directory.
 const HNSWLIB_SCRIPT: &str = include_str!("../../benches/hnswlib_baseline.py");
 
-/// Runs `benches/hnswlib_baseline.py` on the same vectors, queries and exact top-10 (passed through
+/// Runs `benches/hnswlib_baseline.py` on the same vectors, queries and exact top-k (passed through
 /// a temporary little-endian file); `Err` says why the column is skipped.
 fn hnswlib_rows(
     vectors: &ItemVectors,
@@ -340,6 +365,7 @@ fn hnswlib_rows(
             threads,
             params.m,
             params.ef_construction,
+            truth.first().map_or(10, Vec::len),
             efs.len(),
         ];
         for v in head.iter().chain(efs) {
@@ -348,8 +374,9 @@ fn hnswlib_rows(
         for x in vectors.as_slice().iter().chain(queries.iter().flatten()) {
             buf.extend_from_slice(&x.to_le_bytes());
         }
+        let k = truth.first().map_or(10, Vec::len);
         for t in truth {
-            for i in 0..10 {
+            for i in 0..k {
                 let id = t.get(i).copied().unwrap_or(u32::MAX);
                 buf.extend_from_slice(&id.to_le_bytes());
             }
@@ -381,10 +408,10 @@ fn hnswlib_rows(
     result
 }
 
-/// The rows as a Markdown table.
-pub fn table(rows: &[BenchRow]) -> String {
-    let mut out = String::from(
-        "| index | ef | build s | recall@10 | queries/s (1 thread) | memory MiB |\n|---|---|---|---|---|---|\n",
+/// The rows as a Markdown table (`k`: the run's recall depth).
+pub fn table(rows: &[BenchRow], k: usize) -> String {
+    let mut out = format!(
+        "| index | ef | build s | recall@{k} | queries/s (1 thread) | memory MiB |\n|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
@@ -392,7 +419,7 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.index,
             r.ef.map_or("-".into(), |e| e.to_string()),
             r.build_seconds,
-            r.recall_at_10,
+            r.recall,
             r.qps,
             r.memory_mib
         ));
