@@ -151,6 +151,10 @@ async function initModel() {
       ...(quality
         ? [
             ["measured recall@10", quality.recall_at_10],
+            ["measured recall@100", quality.recall_at_100],
+            ...(quality.norm_scan
+              ? [["norm walk (exact share k=10 / k=100)", `${quality.norm_scan.enabled ? "on" : "off"}: ${fmt(quality.norm_scan.exact_share_at_10, 3)} / ${quality.norm_scan.exact_share_at_100 == null ? "-" : fmt(quality.norm_scan.exact_share_at_100, 3)}`]]
+              : []),
             ["self-recall", quality.self_recall],
             ["check queries", quality.queries],
           ]
