@@ -482,7 +482,7 @@ fn the_norm_walk_answers_deep_queries_exactly_where_norms_are_skewed() {
     let q = quality.unwrap();
     let walk = q.norm_scan.expect("our graph reports its norm walk");
     assert!(walk.enabled && walk.exact_share_at_10 >= 0.5, "{q:?}");
-    assert_eq!(index.info().params["norm_scan_items"], 4096);
+    assert_eq!(index.info().params["norm_scan_items"], 8192);
     // Served answers against brute force, at the depth a ranker asks for and with exclusions.
     let exact = ExactIndex::new(vectors.clone());
     assert!(q.recall_at_100 >= 0.995, "{q:?}");

@@ -196,7 +196,7 @@ impl Default for IndexSettings {
             min_recall: 0.9,
             target_recall: 0.98,
             check_queries: 200,
-            norm_scan_items: 4096,
+            norm_scan_items: 8192,
         }
     }
 }

@@ -476,6 +476,7 @@ impl GraphIndex {
         head::merge(self.walk_graph::<K>(q, k, ef, filter, s), scan.hits, k)
     }
 
+    /// The graph alone: greedy descent, the beam on layer 0, then the best re-scored exactly.
     #[inline(always)]
     fn walk_graph<K: Kernel>(
         &self,
