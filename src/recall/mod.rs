@@ -457,11 +457,12 @@ pub fn build_with_file(
         let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
         graph.set_ef_search(ef);
     }
-    // The breadth is tuned on the graph alone: it serves the queries the norm walk cannot settle.
+    // The breadth and self-recall are measured on the graph alone: it serves the queries the norm
+    // walk cannot settle, and the walk would hide large-norm items the graph cannot reach.
+    let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     let norm_scan = graph.enable_norm_scan(settings.norm_scan_items, &queries);
     let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, 10, None, Filter::All)?;
     let recall_at_100 = measure_recall(graph.as_index(), &exact, &queries, 100, None)?;
-    let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     let quality = IndexQuality {
         recall_at_10,
         recall_at_100,
@@ -550,7 +551,11 @@ impl GraphLike for GraphIndex {
     }
     fn enable_norm_scan(&mut self, limit: usize, queries: &[Vec<f32>]) -> Option<NormScanReport> {
         self.set_norm_scan(limit);
-        let exact_share_at_10 = self.norm_scan_exact_share(queries, 10)?;
+        let Some(exact_share_at_10) = self.norm_scan_exact_share(queries, 10) else {
+            // Off, or too short a walk for k = 10 (fewer than 80 items): serve the graph alone.
+            self.set_norm_scan(0);
+            return None;
+        };
         let enabled = exact_share_at_10 >= MIN_NORM_SCAN_SHARE;
         let report = NormScanReport {
             items: limit.min(self.len()),

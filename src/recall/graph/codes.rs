@@ -79,9 +79,11 @@ impl Codes {
             .zip(&self.step)
             .map(|(q, s)| (q * s).abs())
             .fold(0f32, f32::max);
-        let limit = (i32::MAX as f32 / (255.0 * self.dim.max(1) as f32)).min(32767.0);
+        // An integer limit, rounded down, and every component clamped to it: 255 · dim · limit
+        // then stays below 2³¹ (a float limit rounded up had let 300 dimensions overflow).
+        let limit = (i32::MAX / (255 * self.dim.clamp(1, 1 << 20) as i32) - 1).clamp(0, 32767);
         let to_int = if largest > 0.0 && largest.is_finite() {
-            limit / largest
+            limit as f32 / largest
         } else {
             0.0
         };
@@ -91,7 +93,7 @@ impl Codes {
         // `round` without SSE4.1 is a libm call per component (2% of a served recall).
         out.extend(query.iter().zip(&self.step).map(|(q, s)| {
             let x = q * s * to_int;
-            (x + 0.5f32.copysign(x)) as i32 as i16
+            ((x + 0.5f32.copysign(x)) as i32).clamp(-limit, limit) as i16
         }));
         CodeQuery {
             query: out,
@@ -123,8 +125,8 @@ impl Codes {
     /// A bound on |⟨query, x⟩ − (offset + scale · ⟨query_i16, code(x)⟩)| for every encoded row x:
     /// half a step per component (Σ |q_j| step_j / 2), the query's rounding to i16 (half a unit
     /// times a code of at most 255, per component), the i32 → f32 conversion of the integer dot
-    /// (2⁻²⁴ of at most 2³¹ units), and 1% + a relative 10⁻⁵ of the terms' magnitude for the f32
-    /// arithmetic of the offset and of this bound itself.
+    /// (2⁻²⁴ of at most 2³¹ units), and 1% + (2d + 32) f32 epsilons of the terms' magnitude for
+    /// the f32 sums of the offset and the score (error growing with d) and of this bound itself.
     pub fn error_bound(&self, query: &[f32], prepared: &CodeQuery<'_>) -> f32 {
         let (mut steps, mut magnitude) = (0f32, 0f32);
         for ((q, s), m) in query.iter().zip(&self.step).zip(&self.min) {
@@ -132,7 +134,8 @@ impl Codes {
             magnitude += q.abs() * (m.abs() + 255.0 * s);
         }
         let rounding = (self.dim as f32 * 127.5 + 128.0) * prepared.scale;
-        (steps / 2.0 + rounding) * 1.01 + 1e-5 * magnitude
+        let sums = (2.0 * self.dim as f32 + 32.0) * f32::EPSILON * magnitude;
+        (steps / 2.0 + rounding) * 1.01 + sums
     }
 
     /// Bytes held.
@@ -174,6 +177,25 @@ mod tests {
             assert!(
                 (exact - approx).abs() <= bound + 1e-4,
                 "{exact} vs {approx}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_integer_dot_product_cannot_overflow_in_any_dimension() {
+        for dim in [1, 65, 257, 258, 300, 1000, 4096] {
+            let data: Vec<f32> = (0..dim * 2)
+                .map(|i| if i < dim { -1.0 } else { 1.0 })
+                .collect();
+            let codes = Codes::encode(&data, dim);
+            let query = vec![1e6f32; dim];
+            let mut prepared = Vec::new();
+            codes.prepare(&query, &mut prepared);
+            let worst: i64 = prepared.iter().map(|&q| 255 * i64::from(q).abs()).sum();
+            assert!(worst <= i64::from(i32::MAX), "dim {dim}: {worst}");
+            assert!(
+                prepared.iter().all(|&q| q > 0),
+                "dim {dim}: the query kept its values"
             );
         }
     }

@@ -114,6 +114,12 @@ impl NormHead {
         allow: impl Fn(u32) -> bool,
         s: &mut HeadScratch,
     ) -> HeadScan {
+        if k == 0 {
+            return HeadScan {
+                hits: Vec::new(),
+                exact: true,
+            };
+        }
         let cq = self.codes.prepare(q, &mut s.prepared);
         let error = self.codes.error_bound(q, &cq);
         let q_norm = K::dot(q, q).sqrt() * BOUND_SLACK;
@@ -212,6 +218,8 @@ mod tests {
     fn a_stopped_walk_is_the_exact_top_k() {
         let space = skewed(5000, 16);
         let head = head_of(&space, 5000);
+        let none = head.scan::<Portable>(&[1.0; 16], 0, |_| true);
+        assert!(none.exact && none.hits.is_empty());
         let mut rng = Rng::new(11);
         let mut stopped_early = 0;
         for _ in 0..50 {

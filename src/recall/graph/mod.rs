@@ -235,7 +235,7 @@ fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The norm walk runs for k up to an eighth of its items: it read 8–18 k items before its bound
+/// The norm walk runs for k up to an eighth of its items: it read 18–23 × k items before its bound
 /// stopped it on the load-benchmark model (`head.rs`), so a larger k would mostly read the whole
 /// head and then pay for the graph as well.
 fn walks(head: &NormHead, k: usize) -> bool {
