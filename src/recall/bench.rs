@@ -208,11 +208,12 @@ pub fn run(
         }
         // As served: the exact norm walk first (`graph/head.rs`), the graph for what it leaves.
         let mut graph = graph;
-        graph.set_norm_scan(super::IndexSettings::default().norm_scan_items);
+        let walk_items = super::IndexSettings::default().norm_scan_items;
+        graph.set_norm_scan(walk_items);
         if let Some(share) = graph.norm_scan_exact_share(queries, k) {
             notes.push(format!(
                 "norm walk over the {} largest-norm items: exact top {k} without the graph for {:.1}% of the queries",
-                super::IndexSettings::default().norm_scan_items.min(n),
+                walk_items.min(n),
                 100.0 * share
             ));
         }
@@ -354,6 +355,7 @@ fn hnswlib_rows(
     }
     let dir = std::env::temp_dir().join(format!("fmrecall-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let k = truth.first().map_or(10, Vec::len);
     let result = (|| {
         let script = dir.join("hnswlib_baseline.py");
         std::fs::write(&script, HNSWLIB_SCRIPT).map_err(|e| e.to_string())?;
@@ -365,7 +367,7 @@ fn hnswlib_rows(
             threads,
             params.m,
             params.ef_construction,
-            truth.first().map_or(10, Vec::len),
+            k,
             efs.len(),
         ];
         for v in head.iter().chain(efs) {
@@ -374,7 +376,6 @@ fn hnswlib_rows(
         for x in vectors.as_slice().iter().chain(queries.iter().flatten()) {
             buf.extend_from_slice(&x.to_le_bytes());
         }
-        let k = truth.first().map_or(10, Vec::len);
         for t in truth {
             for i in 0..k {
                 let id = t.get(i).copied().unwrap_or(u32::MAX);
