@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The model-switch load check of tests/swaps.rs at a bigger scale, for RELIABILITY.md's figures:
+# The model-switch load check of tests/swaps.rs at a bigger scale, for docs/reliability.md's figures:
 # two hybrid models on a 20,000-item synthetic catalog (so the graph index serves, saved beside each
 # artifact and reused on every switch), 32 keep-alive clients on POST /v1/recall against the real
 # binary following a SQLite registry, 10 s of load before and after ten activations through the
