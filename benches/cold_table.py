@@ -38,7 +38,7 @@ import tempfile
 import time
 
 COMMON = ["--min-rating", "4", "--dim", "64", "--epochs", "30", "--threads", "2",
-          "--loss", "warp", "--no-register"]
+          "--loss", "warp", "--no-register", "--no-refit"]
 
 COLD_RUNS = [
     # (key, label, extra flags)

@@ -65,7 +65,7 @@ echo
 
 # ---- 1. train a 100k-item model ------------------------------------------------------------------
 TRAIN_CMD=("$BIN" train --format synthetic --users "$USERS" --items "$ITEMS" --features hybrid
-           --epochs "$EPOCHS" --dim "$DIM" --out "$TMP/model100k" --json)
+           --epochs "$EPOCHS" --dim "$DIM" --no-refit --out "$TMP/model100k" --json)
 echo "\$ ${TRAIN_CMD[*]}"
 t0=$(date +%s.%N)
 "${TRAIN_CMD[@]}" >"$TMP/train.out" 2>"$TMP/train.err" || {

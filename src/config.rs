@@ -44,8 +44,9 @@ pub struct TrainSettings {
     pub loss: Loss,
     /// Factor dimension.
     pub dim: usize,
-    /// Epochs without early stopping.
-    pub epochs: usize,
+    /// A fixed epoch count; absent: chosen by early stopping on validation data.
+    #[serde(default)]
+    pub epochs: Option<usize>,
     /// Adagrad learning rate.
     pub learning_rate: f32,
     /// L2 penalty.
@@ -69,8 +70,6 @@ pub struct TrainSettings {
     pub train_min_rating: Option<f32>,
     /// Metric cut-off.
     pub eval_k: usize,
-    /// Early stopping on validation data.
-    pub early_stopping: bool,
     /// Early stopping bound.
     pub max_epochs: usize,
     /// Early stopping patience.
@@ -79,6 +78,9 @@ pub struct TrainSettings {
     pub validation_fraction: f64,
     /// Retrain on all train data after choosing the epoch count.
     pub refit: bool,
+    /// After evaluating on the holdout, retrain on every interaction with the same settings and
+    /// epoch count, and keep that model (with the evaluated run's figures).
+    pub refit_on_all: bool,
     /// Artifact folder.
     pub out: PathBuf,
 }

@@ -154,7 +154,7 @@ struct DataArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// ua | ub | u1..u5 | random:FRACTION | users:FRACTION (held-out users) | items:FRACTION
-    /// (held-out items) | file:PATH.
+    /// (held-out items) | file:PATH | none (train on every interaction, no evaluation).
     #[arg(long)]
     split: Option<String>,
     /// Seed of splits, generator and training.
@@ -184,7 +184,8 @@ struct DataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// ids, or ids plus side features.
+    /// ids, hybrid (ids plus side features) or auto (hybrid when the data has side features;
+    /// the default).
     #[arg(long, value_enum)]
     features: Option<FeatureSet>,
     /// Ranking loss.
@@ -193,8 +194,9 @@ struct TrainArgs {
     /// Factor dimension.
     #[arg(long)]
     dim: Option<usize>,
-    /// Epochs (without early stopping).
-    #[arg(long)]
+    /// A fixed epoch count (default: chosen by early stopping on validation data carved from the
+    /// train split).
+    #[arg(long, conflicts_with = "early_stopping")]
     epochs: Option<usize>,
     /// Adagrad learning rate.
     #[arg(long)]
@@ -205,9 +207,14 @@ struct TrainArgs {
     /// WARP: negatives sampled per positive.
     #[arg(long)]
     max_sampled: Option<usize>,
-    /// Choose the epoch count on validation data carved from the train split.
+    /// Choose the epoch count on validation data carved from the train split (the default unless
+    /// train.epochs is configured).
     #[arg(long)]
     early_stopping: bool,
+    /// Keep the model evaluated on the split instead of refitting it on every interaction (for
+    /// benchmarks, and for `fmrecall eval` afterwards).
+    #[arg(long)]
+    no_refit: bool,
     /// Early stopping: upper bound on epochs.
     #[arg(long)]
     max_epochs: Option<usize>,
@@ -334,7 +341,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             set(&mut settings.data.features, a.features);
             set(&mut t.loss, a.loss);
             set(&mut t.dim, a.dim);
-            set(&mut t.epochs, a.epochs);
+            if a.epochs.is_some() || a.early_stopping {
+                t.epochs = a.epochs;
+            }
+            t.refit_on_all &= !a.no_refit;
             set(&mut t.learning_rate, a.learning_rate);
             set(&mut t.l2, a.l2);
             set(&mut t.max_sampled, a.max_sampled);
@@ -351,7 +361,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 t.train_min_rating = a.train_min_rating;
             }
             set(&mut t.validation_fraction, a.validation_fraction);
-            t.early_stopping |= a.early_stopping;
             let mut job = TrainJob::from_settings(&settings)?;
             job.tune = a.tune;
             job.validation_seed = a.validation_seed;
@@ -382,6 +391,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 _ => None,
             };
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
             if a.data.json {
                 let mut out = summary.to_json();
                 if let (Some(r), Some(obj)) = (&registration, out.as_object_mut()) {
@@ -399,12 +411,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Eval(a) => {
             apply_data_args(&mut settings, &a.data);
             let source = pipeline::data_source(&settings.data)?;
-            let metrics = pipeline::run_eval(
+            let pipeline::EvalOutcome { metrics, warnings } = pipeline::run_eval(
                 &a.model,
                 &source,
                 settings.train.eval_k,
                 settings.train.threads,
             )?;
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
             if a.data.json {
                 println!("{}", serde_json::to_string(&metrics)?);
             } else {

@@ -9,7 +9,7 @@ use crate::data::{
     DataError, DataSource, Dataset, FeatureRows, FeatureSet, FeatureVocabulary, Part,
     ValidationSplit,
 };
-use crate::fm::artifact::{make_version, rfc3339, ArtifactMeta, TrainingInfo};
+use crate::fm::artifact::{make_version, rfc3339, ArtifactMeta, ModelFit, TrainingInfo};
 use crate::fm::eval::{evaluate, evaluate_model, popularity, ColdKind, ColdStart, Comparison};
 use crate::fm::train::{train, EpochReport, TrainOutcome};
 use crate::fm::{
@@ -90,6 +90,9 @@ pub struct TrainJob {
     /// Seed of the validation carve (default: the data seed), so that several carves of the same
     /// train split can be averaged when choosing hyper-parameters.
     pub validation_seed: Option<u64>,
+    /// The deployment path: once the run on the train split is evaluated, train again on every
+    /// interaction with the same settings and epoch count and keep that model (see [`ModelFit`]).
+    pub refit_on_all: bool,
 }
 
 /// What a training run produced.
@@ -106,10 +109,18 @@ pub struct TrainSummary {
     pub popularity_training: Option<(Option<Metrics>, Option<Metrics>)>,
     /// Under a `users:` or `items:` split: the model against popularity on what was held out.
     pub cold_start: Option<ColdStart>,
-    /// Wall time of the epochs of the final run.
+    /// Wall time of the epochs of the evaluated run (of the final run when nothing was evaluated).
     pub train_seconds: f64,
+    /// Wall time of the epochs of the refit on all interactions, when there was one.
+    pub refit_seconds: Option<f64>,
     /// Epochs the final model was trained for.
     pub epochs: usize,
+    /// What the written model was fitted on, and so where `metrics` come from.
+    pub fit: ModelFit,
+    /// The feature set applied (`auto` resolved).
+    pub features: FeatureSet,
+    /// Things the user should know about the run, e.g. side features of the data left unused.
+    pub warnings: Vec<String>,
     /// Path of the written model file.
     pub artifact: PathBuf,
     /// The model's version.
@@ -212,13 +223,19 @@ pub fn run_train(
 }
 
 /// The training job on an already loaded and split dataset (e.g. read from the database).
+///
+/// The epochs are chosen on validation data carved from the train split (or fixed); the model
+/// trained on the train split is evaluated on the test split; then, on the deployment path
+/// (`refit_on_all`), a model with the same settings and epoch count is trained on every
+/// interaction, and that is the one written, with the evaluated run's figures.
 pub fn train_on(
     job: &TrainJob,
     mut dataset: Dataset,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, JobError> {
     job.params.check()?;
-    dataset.restrict_features(job.features);
+    let (features, unused_features) = dataset.restrict_features(job.features);
+    let warnings: Vec<String> = unused_features.into_iter().collect();
     if job.tune {
         dataset = ValidationSplit::carve(
             &dataset,
@@ -239,20 +256,21 @@ pub fn train_on(
         .into());
     }
     let n = vocab.len();
-    let (outcome, early): (TrainOutcome, bool) = match job.epochs {
-        EpochChoice::Fixed(epochs) => (
-            phase(progress, "final", epochs, |r| {
-                train(
-                    &job.params,
-                    &full.training,
-                    n,
-                    full.eval.as_ref(),
-                    Schedule::Fixed(epochs),
-                    r,
-                )
-            })?,
-            false,
-        ),
+    let fixed = |prepared: &Prepared, n: usize, epochs: usize, r: &mut dyn FnMut(&EpochReport)| {
+        train(
+            &job.params,
+            &prepared.training,
+            n,
+            prepared.eval.as_ref(),
+            Schedule::Fixed(epochs),
+            r,
+        )
+    };
+    let mut validation_history = Vec::new();
+    let outcome: TrainOutcome = match job.epochs {
+        EpochChoice::Fixed(epochs) => phase(progress, "final", epochs, |r| {
+            fixed(&full, n, epochs, r)
+        })?,
         EpochChoice::EarlyStopping {
             max_epochs,
             patience,
@@ -264,7 +282,9 @@ pub fn train_on(
             let val = prepare(&carved, &vocab, thresholds, job.eval_k);
             let Some(val_eval) = val.eval.as_ref() else {
                 return Err(DataError::Unusable(
-                    "too few positives per user to carve validation data for early stopping".into(),
+                    "too few positives per user to carve validation data for early stopping \
+                     (give a fixed --epochs N)"
+                        .into(),
                 )
                 .into());
             };
@@ -275,24 +295,16 @@ pub fn train_on(
             let chosen = phase(progress, "validation", max_epochs, |r| {
                 train(&job.params, &val.training, n, Some(val_eval), schedule, r)
             })?;
+            validation_history = chosen.history.clone();
             if refit {
                 let epochs = chosen.best_epoch.max(1);
-                let refitted = phase(progress, "final", epochs, |r| {
-                    train(
-                        &job.params,
-                        &full.training,
-                        n,
-                        full.eval.as_ref(),
-                        Schedule::Fixed(epochs),
-                        r,
-                    )
-                })?;
-                (refitted, true)
+                phase(progress, "final", epochs, |r| fixed(&full, n, epochs, r))?
             } else {
-                (chosen, true)
+                chosen
             }
         }
     };
+    let early = matches!(job.epochs, EpochChoice::EarlyStopping { .. });
     let metrics = full
         .eval
         .as_ref()
@@ -317,16 +329,63 @@ pub fn train_on(
         (overall, cold.map(|c| c.popularity))
     });
 
+    // The deployment path: what was evaluated is trained once more on everything. Tuning runs are
+    // not models to serve, and a run with nothing evaluated has learnt from everything already.
+    let evaluated = metrics.is_some();
+    let (fit, served, refit_seconds) = if job.refit_on_all && evaluated && !job.tune {
+        let everything = dataset.everything_as_train();
+        let vocab_all = FeatureVocabulary::from_train(&everything);
+        let all = prepare(&everything, &vocab_all, thresholds, job.eval_k);
+        let epochs = outcome.best_epoch.max(1);
+        let n_all = vocab_all.len();
+        let refitted = phase(progress, "refit", epochs, |r| {
+            fixed(&all, n_all, epochs, r)
+        })?;
+        let seconds = refitted.train_seconds;
+        (
+            ModelFit::AllAfterEvaluation,
+            Fitted {
+                dataset: everything,
+                vocabulary: vocab_all,
+                model: refitted.model,
+            },
+            Some(seconds),
+        )
+    } else {
+        let fit = if evaluated || job.tune {
+            ModelFit::TrainSplit
+        } else {
+            ModelFit::AllUnevaluated
+        };
+        let fitted = Fitted {
+            dataset,
+            vocabulary: vocab,
+            model: outcome.model.clone(),
+        };
+        (fit, fitted, None)
+    };
+
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let version = make_version(now, &outcome.model);
+    let version = make_version(now, &served.model);
+    let training = TrainingInfo {
+        data: format!("{:?}:{}", job.source.format, job.source.dir.display()).to_lowercase(),
+        split: job.source.split.to_string(),
+        features,
+        min_rating: job.min_rating,
+        train_min_rating: job.train_min_rating,
+        epochs: outcome.best_epoch,
+        early_stopping: early,
+        train_seconds: outcome.train_seconds,
+        history: outcome.history.clone(),
+        validation_history,
+        fit,
+    };
     let artifact = build_artifact(
         job,
-        &dataset,
-        vocab,
-        outcome.clone(),
-        early,
+        served,
+        training,
         (metrics.clone(), cold_start.clone()),
         &version,
         now,
@@ -343,10 +402,21 @@ pub fn train_on(
         popularity_training,
         cold_start,
         train_seconds: outcome.train_seconds,
+        refit_seconds,
         epochs: outcome.best_epoch,
+        fit,
+        features,
+        warnings,
         artifact: path,
         version,
     })
+}
+
+/// The model to write, with the data and vocabulary it was fitted on.
+struct Fitted {
+    dataset: Dataset,
+    vocabulary: FeatureVocabulary,
+    model: FmModel,
 }
 
 /// The model against popularity on the users or items a `users:`/`items:` split held out whole
@@ -400,25 +470,25 @@ fn phase<T>(
     run(&mut |r| progress(Progress::Epoch(r)))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build_artifact(
     job: &TrainJob,
-    dataset: &Dataset,
-    vocabulary: FeatureVocabulary,
-    outcome: TrainOutcome,
-    early_stopping: bool,
+    fitted: Fitted,
+    training: TrainingInfo,
     (metrics, cold_start): (Option<Metrics>, Option<ColdStart>),
     version: &str,
     now: u64,
 ) -> ModelArtifact {
-    // Only users the model has seen in training are "known"; the others are cold-start users.
+    // Only users the model has seen in training are "known" (the others are cold-start users);
+    // what each of them has seen is every interaction of theirs, test ones included, so that
+    // recall never offers an item the user already had.
+    let dataset = &fitted.dataset;
     let train_seen = dataset.items_by_user(Part::Train, |_| true);
     let mut users = Vec::new();
     let mut seen = Vec::new();
-    for (user, items) in dataset.users.iter().zip(train_seen) {
-        if !items.is_empty() {
+    for ((user, train), all) in dataset.users.iter().zip(train_seen).zip(dataset.seen_items()) {
+        if !train.is_empty() {
             users.push(user.clone());
-            seen.push(items);
+            seen.push(all);
         }
     }
     ModelArtifact {
@@ -426,27 +496,26 @@ fn build_artifact(
             version: version.to_string(),
             created_at: rfc3339(now),
             params: job.params.clone(),
-            training: TrainingInfo {
-                data: format!("{:?}:{}", job.source.format, job.source.dir.display())
-                    .to_lowercase(),
-                split: job.source.split.to_string(),
-                features: job.features,
-                min_rating: job.min_rating,
-                train_min_rating: job.train_min_rating,
-                epochs: outcome.best_epoch,
-                early_stopping,
-                train_seconds: outcome.train_seconds,
-                history: outcome.history,
-            },
+            training,
             metrics,
             cold_start,
-            vocabulary,
+            vocabulary: fitted.vocabulary,
             users,
             items: dataset.items.clone(),
             seen,
         },
-        model: outcome.model,
+        model: fitted.model,
     }
+}
+
+/// What `fmrecall eval` measured.
+#[derive(Debug, Clone)]
+pub struct EvalOutcome {
+    /// The model's figures on the split.
+    pub metrics: Metrics,
+    /// Why the figures may not mean what they seem, e.g. a model that was fitted on every
+    /// interaction (test ones included) of its data.
+    pub warnings: Vec<String>,
 }
 
 /// `fmrecall eval`: the saved model's figures on a dataset and split.
@@ -455,17 +524,31 @@ pub fn run_eval(
     source: &DataSource,
     k: usize,
     threads: usize,
-) -> Result<Metrics, JobError> {
+) -> Result<EvalOutcome, JobError> {
     let artifact = ModelArtifact::load(model_path)?;
     let mut dataset = Dataset::load(source)?;
     dataset.restrict_features(artifact.meta.training.features);
+    let training = &artifact.meta.training;
+    let warnings = match training.fit {
+        ModelFit::TrainSplit => Vec::new(),
+        ModelFit::AllAfterEvaluation | ModelFit::AllUnevaluated => vec![format!(
+            "{}: this model was fitted on every interaction of {} (the deployment path), so its \
+             figures on a split of that data are inflated; train with --no-refit to evaluate a \
+             model on a split",
+            model_path.display(),
+            training.data
+        )],
+    };
     let min_rating = artifact.meta.training.min_rating;
     let thresholds = Thresholds::new(min_rating, artifact.meta.training.train_min_rating);
     let prepared = prepare(&dataset, &artifact.meta.vocabulary, thresholds, k);
     let set = prepared.eval.ok_or_else(|| {
         DataError::Unusable("the split has no test positives to evaluate on".into())
     })?;
-    Ok(evaluate_model(&artifact.model, &set, threads))
+    Ok(EvalOutcome {
+        metrics: evaluate_model(&artifact.model, &set, threads),
+        warnings,
+    })
 }
 
 /// The data source described by the `[data]` settings.
@@ -521,14 +604,13 @@ impl TrainJob {
             }
             .into());
         }
-        let epochs = if t.early_stopping {
-            EpochChoice::EarlyStopping {
+        let epochs = match t.epochs {
+            Some(epochs) => EpochChoice::Fixed(epochs),
+            None => EpochChoice::EarlyStopping {
                 max_epochs: t.max_epochs,
                 patience: t.patience,
                 refit: t.refit,
-            }
-        } else {
-            EpochChoice::Fixed(t.epochs)
+            },
         };
         Ok(TrainJob {
             source: data_source(&s.data)?,
@@ -542,6 +624,7 @@ impl TrainJob {
             tune: false,
             validation_fraction: t.validation_fraction,
             validation_seed: None,
+            refit_on_all: t.refit_on_all,
         })
     }
 }
@@ -557,7 +640,19 @@ impl TrainSummary {
             }
         }
         obj.insert("train_seconds".into(), self.train_seconds.into());
+        if let Some(seconds) = self.refit_seconds {
+            obj.insert("refit_seconds".into(), seconds.into());
+        }
         obj.insert("epochs".into(), self.epochs.into());
+        obj.insert(
+            "fit".into(),
+            serde_json::to_value(self.fit).unwrap_or_default(),
+        );
+        obj.insert(
+            "features".into(),
+            serde_json::to_value(self.features).unwrap_or_default(),
+        );
+        obj.insert("warnings".into(), self.warnings.clone().into());
         obj.insert(
             "artifact".into(),
             self.artifact.display().to_string().into(),
@@ -590,9 +685,19 @@ impl TrainSummary {
             "model {} ({} epochs, {:.2} s) written to {}\n",
             self.version,
             self.epochs,
-            self.train_seconds,
+            self.train_seconds + self.refit_seconds.unwrap_or(0.0),
             self.artifact.display()
         );
+        match self.fit {
+            ModelFit::AllAfterEvaluation => out.push_str(
+                "refit on all interactions after evaluation; the figures below are the \
+                 evaluated run's (same settings and epochs, trained on the train split)\n",
+            ),
+            ModelFit::AllUnevaluated => {
+                out.push_str("trained on all interactions (--split none): not evaluated\n")
+            }
+            ModelFit::TrainSplit => {}
+        }
         match (&self.metrics, &self.popularity) {
             (Some(m), Some(p)) => {
                 out.push_str(&format!("{:>14} {:>8} {:>10}\n", "", "model", "popularity"));
@@ -600,6 +705,7 @@ impl TrainSummary {
                     out.push_str(&format!("{name:>14} {a:>8.4} {b:>10.4}\n"));
                 }
             }
+            _ if self.fit == ModelFit::AllUnevaluated => {}
             _ => out.push_str("no test positives: nothing evaluated\n"),
         }
         if let Some(c) = &self.cold_start {

@@ -42,6 +42,8 @@ fn train_and_eval_print_the_metric_contract_as_json() {
             "--threads",
             "2",
             "--json",
+            // The evaluated model itself, so that `eval` below measures what train measured.
+            "--no-refit",
         ])
         .arg("--out")
         .arg(&out)
@@ -95,6 +97,48 @@ fn train_and_eval_print_the_metric_contract_as_json() {
         );
         assert!((a - b).abs() < 1e-9, "{key}: train {a} vs eval {b}");
     }
+    assert_eq!(summary["fit"], "train_split");
+
+    // The deployment path's model has learnt from the test split too: eval says so.
+    let refit = fmrecall_in(dir.path())
+        .args(["train", "--format", "synthetic", "--users", "300"])
+        .args(["--items", "200", "--dim", "8", "--epochs", "2", "--json"])
+        .arg("--out")
+        .arg(dir.path().join("refit"))
+        .output()
+        .unwrap();
+    assert!(refit.status.success());
+    assert_eq!(last_json_line(&refit.stdout)["fit"], "all_after_evaluation");
+    let eval = fmrecall_in(dir.path())
+        .args(["eval", "--format", "synthetic", "--users", "300"])
+        .args(["--items", "200", "--json", "--model"])
+        .arg(dir.path().join("refit"))
+        .output()
+        .unwrap();
+    assert!(eval.status.success());
+    let stderr = String::from_utf8_lossy(&eval.stderr);
+    assert!(
+        stderr.contains("warning:") && stderr.contains("--no-refit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ids_only_on_data_with_side_features_warns_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = fmrecall_in(dir.path())
+        .args(["train", "--format", "synthetic", "--users", "200"])
+        .args(["--items", "100", "--dim", "8", "--epochs", "1"])
+        .args(["--features", "ids", "--no-register", "--out"])
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    assert!(train.status.success());
+    let stderr = String::from_utf8_lossy(&train.stderr);
+    assert!(
+        stderr.contains("warning: --features ids ignores the side features"),
+        "{stderr}"
+    );
 }
 
 #[test]

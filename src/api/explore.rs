@@ -48,8 +48,18 @@ pub struct HistoryResponse {
     pub epochs_kept: usize,
     /// Whether that count was chosen by early stopping on validation data.
     pub early_stopping: bool,
-    /// One row per epoch of the final training run (what `history.csv` holds).
+    /// What the serving parameters were fitted on: `train_split`, `all_after_evaluation` (the
+    /// deployment path: the figures are those of the evaluated run on the train split) or
+    /// `all_unevaluated`.
+    #[schema(value_type = String)]
+    pub fit: crate::fm::artifact::ModelFit,
+    /// Where the figures come from, in words.
+    pub figures_from: String,
+    /// One row per epoch of the evaluated training run (what `history.csv` holds).
     pub epochs: Vec<EpochRow>,
+    /// Under early stopping, one row per epoch of the run on validation data carved from the
+    /// train split, whose best epoch (`epochs_kept`) was chosen; empty otherwise.
+    pub validation: Vec<EpochRow>,
 }
 
 /// The user-side features of the serving model.
@@ -122,14 +132,17 @@ pub struct ItemsResponse {
 pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryResponse>, ApiError> {
     let m = serving(&state)?;
     let training = &m.meta().training;
-    let (k, epochs) = m.history();
+    let (k, epochs, validation) = m.history();
     Ok(Json(HistoryResponse {
         model_version: m.meta().version.clone(),
         k,
         split: training.split.clone(),
         epochs_kept: training.epochs,
         early_stopping: training.early_stopping,
+        fit: training.fit,
+        figures_from: training.fit.figures_source().to_string(),
         epochs,
+        validation,
     }))
 }
 

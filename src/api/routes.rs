@@ -478,6 +478,8 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
             "epochs": training.epochs,
             "early_stopping": training.early_stopping,
             "train_seconds": training.train_seconds,
+            "fit": training.fit,
+            "figures_from": training.fit.figures_source(),
         }),
         counts: serde_json::json!({
             "users": meta.users.len(),

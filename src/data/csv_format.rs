@@ -1,5 +1,6 @@
 //! The plain CSV format: `interactions.csv` (`user_id,item_id[,rating][,timestamp]`, header row) with
-//! optional `users.csv` and `items.csv` (`id,features[,title]`, features `name:value` joined by `|`).
+//! optional `users.csv` and `items.csv` (`id[,features][,title][,COLUMN…]`: features `name:value`
+//! joined by `|`, and every other column a feature `COLUMN:value`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -119,7 +120,16 @@ fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
     }
     let mut rd = reader(path)?;
     let headers = rd.headers().map_err(|e| csv_error(path, e))?.clone();
-    let cols = columns(path, &headers, &["id", "features"], &["title"])?;
+    let cols = columns(path, &headers, &["id"], &["features", "title"])?;
+    // Every other column is a feature of its own (`region` holding `r2` becomes `region:r2`), so
+    // a column of the user's file is never ignored silently.
+    let named = |i: usize| cols.values().any(|&c| c == i);
+    let feature_columns: Vec<(usize, String)> = headers
+        .iter()
+        .enumerate()
+        .filter(|&(i, h)| !named(i) && !h.trim().is_empty())
+        .map(|(i, h)| (i, h.trim_start_matches('\u{feff}').trim().to_string()))
+        .collect();
     for record in rd.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
         let line = record.position().map_or(0, |p| p.line());
@@ -148,6 +158,12 @@ fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
                         format!("feature {f:?} is not name:value"),
                     ))
                 }
+            }
+        }
+        for (i, name) in &feature_columns {
+            match record.get(*i).map(str::trim) {
+                Some(value) if !value.is_empty() => features.push(format!("{name}:{value}")),
+                _ => {}
             }
         }
         let title = Some(field("title"))

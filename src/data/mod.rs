@@ -109,6 +109,9 @@ pub enum FeatureSet {
     Ids,
     /// Ids plus every side feature the format has.
     Hybrid,
+    /// Hybrid when the data has any side feature, ids otherwise (the default: a feature a user's
+    /// files define is learnt from unless they say otherwise).
+    Auto,
 }
 
 /// Users, items and their interactions.
@@ -195,23 +198,80 @@ impl Dataset {
     /// dataset read from the database supports: canonical and file splits belong to their files).
     pub fn apply_split(&mut self, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
         match spec {
-            SplitSpec::Random(_) | SplitSpec::Users(_) | SplitSpec::Items(_) => {
+            SplitSpec::Random(_) | SplitSpec::Users(_) | SplitSpec::Items(_) | SplitSpec::None => {
                 split::apply(self, spec, seed)
             }
             other => Err(DataError::InvalidOption(format!(
-                "--split {other}: only random:FRACTION, users:FRACTION and items:FRACTION apply \
-                 to data from the database"
+                "--split {other}: only random:FRACTION, users:FRACTION, items:FRACTION and none \
+                 apply to data from the database"
             ))),
         }
     }
 
-    /// Keeps only the id feature of every user and item when `set` is [`FeatureSet::Ids`].
-    pub fn restrict_features(&mut self, set: FeatureSet) {
-        if set == FeatureSet::Ids {
-            for e in self.users.iter_mut().chain(self.items.iter_mut()) {
-                e.features.truncate(1);
-            }
+    /// Applies a feature set: keeps only the id feature of every user and item under
+    /// [`FeatureSet::Ids`]. Returns the set applied ([`FeatureSet::Auto`] resolved to ids or
+    /// hybrid) and, when side features of the data are dropped, a warning that names them, so
+    /// that a feature a user's files define is never ignored silently.
+    pub fn restrict_features(&mut self, set: FeatureSet) -> (FeatureSet, Option<String>) {
+        let side = |entities: &[Entity]| -> Vec<String> {
+            let mut names: Vec<String> = entities
+                .iter()
+                .flat_map(|e| e.features.iter().skip(1))
+                .map(|f| f.split_once(':').map_or(f.as_str(), |(name, _)| name).to_string())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        };
+        let (user_side, item_side) = (side(&self.users), side(&self.items));
+        let has_side = !user_side.is_empty() || !item_side.is_empty();
+        let applied = match set {
+            FeatureSet::Auto if has_side => FeatureSet::Hybrid,
+            FeatureSet::Auto => FeatureSet::Ids,
+            other => other,
+        };
+        if applied != FeatureSet::Ids {
+            return (applied, None);
         }
+        for e in self.users.iter_mut().chain(self.items.iter_mut()) {
+            e.features.truncate(1);
+        }
+        let warning = has_side.then(|| {
+            let list = |who: &str, names: &[String]| {
+                (!names.is_empty()).then(|| format!("{who} {}", names.join(", ")))
+            };
+            let named: Vec<String> = [list("users:", &user_side), list("items:", &item_side)]
+                .into_iter()
+                .flatten()
+                .collect();
+            format!(
+                "--features ids ignores the side features of the data ({}); --features hybrid \
+                 (or auto, the default) learns from them",
+                named.join("; ")
+            )
+        });
+        (applied, warning)
+    }
+
+    /// A copy with every interaction in the train part and nothing held out: the data a model
+    /// for deployment learns from once its settings were evaluated on a split.
+    pub fn everything_as_train(&self) -> Dataset {
+        let mut all = self.clone();
+        all.interactions.iter_mut().for_each(|it| it.part = Part::Train);
+        all.held_out = HeldOut::default();
+        all
+    }
+
+    /// Per user, the sorted, de-duplicated items of every interaction, whatever its part: what
+    /// the user already had, which recall must never offer again.
+    pub fn seen_items(&self) -> Vec<Vec<u32>> {
+        let mut lists = self.items_by_user(Part::Train, |_| true);
+        for (list, test) in lists.iter_mut().zip(self.items_by_user(Part::Test, |_| true)) {
+            list.extend(test);
+            list.sort_unstable();
+            list.dedup();
+        }
+        lists
     }
 
     /// Whether an interaction counts as a positive at this rating threshold.

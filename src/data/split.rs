@@ -25,6 +25,9 @@ pub enum SplitSpec {
     /// Hold out this fraction of the catalog whole (cold-start items): every interaction with them
     /// is test, and the model never sees them or their id features.
     Items(f64),
+    /// Hold nothing out: every interaction is train and nothing is evaluated (scheduled retraining
+    /// of a model whose settings were evaluated before).
+    None,
 }
 
 impl FromStr for SplitSpec {
@@ -34,17 +37,22 @@ impl FromStr for SplitSpec {
         let bad = |why: &str| {
             DataError::InvalidOption(format!(
                 "--split {s:?}: {why} (expected ua, ub, u1..u5, random:FRACTION, users:FRACTION, \
-                 items:FRACTION or file:PATH)"
+                 items:FRACTION, file:PATH, or none to train on every interaction)"
             ))
         };
         let fraction = |f: &str| -> Result<f64, DataError> {
             let fraction: f64 = f.parse().map_err(|_| bad("fraction is not a number"))?;
+            if fraction == 0.0 {
+                return Err(bad("a fraction of 0 holds nothing out: say --split none"));
+            }
             if !(fraction > 0.0 && fraction < 1.0) {
                 return Err(bad(&format!("fraction {fraction} is not in (0, 1)")));
             }
             Ok(fraction)
         };
-        if let Some(f) = s.strip_prefix("random:") {
+        if s == "none" {
+            Ok(SplitSpec::None)
+        } else if let Some(f) = s.strip_prefix("random:") {
             Ok(SplitSpec::Random(fraction(f)?))
         } else if let Some(f) = s.strip_prefix("users:") {
             Ok(SplitSpec::Users(fraction(f)?))
@@ -71,6 +79,7 @@ impl fmt::Display for SplitSpec {
             SplitSpec::File(path) => write!(f, "file:{}", path.display()),
             SplitSpec::Users(fraction) => write!(f, "users:{fraction}"),
             SplitSpec::Items(fraction) => write!(f, "items:{fraction}"),
+            SplitSpec::None => write!(f, "none"),
         }
     }
 }
@@ -88,9 +97,11 @@ impl From<SplitSpec> for String {
     }
 }
 
-/// Applies a random, users or items split; canonical and file splits were resolved by the loader.
+/// Applies a random, users or items split (or none); canonical and file splits were resolved by the
+/// loader.
 pub(super) fn apply(dataset: &mut Dataset, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
     match spec {
+        SplitSpec::None => dataset.interactions.iter_mut().for_each(|it| it.part = Part::Train),
         SplitSpec::Random(fraction) => {
             let mut rng = Rng::derive(seed, 0x5911);
             for it in &mut dataset.interactions {
@@ -245,6 +256,7 @@ mod tests {
             "users:0.2",
             "items:0.25",
             "file:/tmp/x.test",
+            "none",
         ] {
             assert_eq!(s.parse::<SplitSpec>().unwrap().to_string(), s);
         }

@@ -80,8 +80,44 @@ pub struct TrainingInfo {
     pub early_stopping: bool,
     /// Wall time of the training epochs.
     pub train_seconds: f64,
-    /// Per-epoch loss and figures of the final run.
+    /// Per-epoch loss and figures of the evaluated run (the final run when nothing was evaluated).
     pub history: Vec<EpochReport>,
+    /// Under early stopping, the per-epoch figures on validation data that chose the epoch count
+    /// (absent from files written before it was kept).
+    #[serde(default)]
+    pub validation_history: Vec<EpochReport>,
+    /// What the parameters were fitted on, and so where `metrics` come from (absent from files
+    /// written before the deployment path: those were fitted on the train split).
+    #[serde(default)]
+    pub fit: ModelFit,
+}
+
+/// What a model's parameters were fitted on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFit {
+    /// The train split; its figures are its own, on the test split.
+    #[default]
+    TrainSplit,
+    /// Every interaction, after a run on the train split with the same settings and epoch count
+    /// was evaluated on the test split: the figures are that run's.
+    AllAfterEvaluation,
+    /// Every interaction, with no evaluation (`--split none`).
+    AllUnevaluated,
+}
+
+impl ModelFit {
+    /// Where the model's figures come from, in words (for `/v1/model`, the dashboard and logs).
+    pub fn figures_source(self) -> &'static str {
+        match self {
+            ModelFit::TrainSplit => "this model, trained on the train split, on the test split",
+            ModelFit::AllAfterEvaluation => {
+                "a run with the same settings and epochs trained on the train split and evaluated \
+                 on the test split; this model was then refit on all interactions"
+            }
+            ModelFit::AllUnevaluated => "none: trained on all interactions without evaluation",
+        }
+    }
 }
 
 /// Everything in the artifact except the parameters.
@@ -107,8 +143,9 @@ pub struct ArtifactMeta {
     pub users: Vec<Entity>,
     /// The catalog, with features.
     pub items: Vec<Entity>,
-    /// Per user (same order as `users`), the indices into `items` of their train interactions,
-    /// sorted and without repeats once loaded.
+    /// Per user (same order as `users`), the indices into `items` of every interaction known when
+    /// the model was built (train and test alike: what recall must not offer again), sorted and
+    /// without repeats once loaded. Files written before the deployment path hold train ones only.
     pub seen: Vec<Vec<u32>>,
 }
 

@@ -182,11 +182,15 @@ impl ServingModel {
             .collect()
     }
 
-    /// The training history stored in the artifact, one row per epoch of the final run, and the
-    /// cut-off k of its figures (None when no epoch was evaluated).
-    pub fn history(&self) -> (Option<usize>, Vec<EpochRow>) {
-        let history = &self.artifact.meta.training.history;
-        let k = history.iter().find_map(|r| r.metrics.as_ref().map(|m| m.k));
-        (k, history.iter().map(EpochRow::from).collect())
+    /// The training history stored in the artifact: the cut-off k of its figures (None when no
+    /// epoch was evaluated), one row per epoch of the evaluated run, and one per epoch of the
+    /// early-stopping run on validation data (empty without early stopping).
+    pub fn history(&self) -> (Option<usize>, Vec<EpochRow>, Vec<EpochRow>) {
+        let training = &self.artifact.meta.training;
+        let history = &training.history;
+        let k = (history.iter().chain(&training.validation_history))
+            .find_map(|r| r.metrics.as_ref().map(|m| m.k));
+        let rows = |h: &[crate::fm::train::EpochReport]| h.iter().map(EpochRow::from).collect();
+        (k, rows(history), rows(&training.validation_history))
     }
 }

@@ -71,6 +71,8 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
         tune: false,
         validation_fraction: 0.1,
         validation_seed: None,
+        // The evaluated model itself: what most tests examine (the deployment path has its own).
+        refit_on_all: false,
     }
 }
 

@@ -4,6 +4,13 @@
 import { api, clearError, showError } from "./api.js";
 import { lineChart } from "./charts.js";
 
+// What a model's parameters were fitted on (GET /v1/model → training.fit).
+const FIT_NAMES = {
+  train_split: "the train split",
+  all_after_evaluation: "all interactions, after evaluation",
+  all_unevaluated: "all interactions, not evaluated",
+};
+
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#2456a6", "#c0392b", "#1e7a3c", "#8e44ad", "#d35400", "#16a085"];
 
@@ -168,6 +175,8 @@ async function initModel() {
       ["features", t.features],
       ["positives", `rating ≥ ${t.min_rating}`],
       ["epochs", `${t.epochs}${t.early_stopping ? " (early stopping)" : ""}`],
+      ["fitted on", FIT_NAMES[t.fit] ?? t.fit],
+      ["figures from", t.figures_from],
       ["train time", `${fmt(t.train_seconds, 2)} s`],
       ["loss · dim", `${p.loss} · ${p.dim}`],
       ["learning rate · l2", `${short(p.learning_rate, 6)} · ${short(p.l2, 6)}`],
@@ -187,17 +196,24 @@ async function initModel() {
       integerX: true,
     });
     $("chart-precision-caption").textContent = k ? `precision@${k} per epoch` : "precision@k per epoch";
+    const series = [{ name: `precision@${k}`, color: COLORS[0], points: h.epochs.map((e) => [e.epoch, e.precision ?? NaN]) }];
+    if (h.validation.length > 0) {
+      series.push({ name: `validation precision@${k}`, color: COLORS[2], points: h.validation.map((e) => [e.epoch, e.precision ?? NaN]) });
+    }
     lineChart($("chart-precision"), {
       title: k ? `precision@${k} per epoch` : "precision@k per epoch",
-      series: [{ name: `precision@${k}`, color: COLORS[0], points: h.epochs.map((e) => [e.epoch, e.precision ?? NaN]) }],
+      series,
+      marks: h.early_stopping ? [{ x: h.epochs_kept, name: "chosen", label: `chosen: ${h.epochs_kept}` }] : [],
       xLabel: "epoch",
       yLabel: k ? `precision@${k}` : "precision",
       integerX: true,
       empty: "no epoch was evaluated (the model was trained without a held-out split)",
     });
     $("history-note").textContent =
-      `${h.epochs.length} epochs in the final run; figures per epoch on the held-out part of split ${h.split}; ` +
-      `the model holds epoch ${h.epochs_kept}${h.early_stopping ? " (chosen by early stopping on validation data)" : ""}.`;
+      `${h.epochs.length} epochs in the evaluated run; figures per epoch on the held-out part of split ${h.split}` +
+      `${h.validation.length > 0 ? ", and on validation data carved from its train part (the run that chose the epoch count)" : ""}; ` +
+      `the model holds epoch ${h.epochs_kept}${h.early_stopping ? " (chosen by early stopping on validation data)" : ""}. ` +
+      `Figures from ${h.figures_from}.`;
   } catch (e) {
     showError(error, e);
   }

@@ -39,7 +39,8 @@ function formatTick(v) {
  *
  * options: series [{name, color, points: [[x, y], …]}] (non-finite y breaks the line);
  * xLabel, yLabel; log: y values are log10 of the quantity and the axis is labelled in powers of 10;
- * refs [{y, label}] dashed horizontal lines (in the same units as y); width, height.
+ * refs [{y, label}] dashed horizontal lines (in the same units as y); marks [{x, label}] dashed
+ * vertical lines (e.g. the epoch early stopping chose); width, height.
  */
 export function lineChart(container, options) {
   const width = options.width ?? 560;
@@ -87,6 +88,13 @@ export function lineChart(container, options) {
   for (const r of options.refs ?? []) {
     el("line", { x1: m.left, x2: m.left + w, y1: py(r.y), y2: py(r.y), class: "ref-line" }, svg);
     if (r.label) text(svg, m.left + w - 4, py(r.y) - 4, r.label, { "text-anchor": "end", class: "tick-label" });
+  }
+
+  for (const mk of options.marks ?? []) {
+    if (!(mk.x >= xlo && mk.x <= xhi)) continue;
+    const g = el("g", { class: "mark", "data-mark": mk.name ?? "", "data-x": mk.x }, svg);
+    el("line", { x1: px(mk.x), x2: px(mk.x), y1: m.top, y2: m.top + h, class: "ref-line" }, g);
+    if (mk.label) text(g, px(mk.x) + 4, m.top + 10, mk.label, { class: "tick-label" });
   }
 
   // Series: one polyline per unbroken run of finite points.
