@@ -268,9 +268,9 @@ pub fn train_on(
     };
     let mut validation_history = Vec::new();
     let outcome: TrainOutcome = match job.epochs {
-        EpochChoice::Fixed(epochs) => phase(progress, "final", epochs, |r| {
-            fixed(&full, n, epochs, r)
-        })?,
+        EpochChoice::Fixed(epochs) => {
+            phase(progress, "final", epochs, |r| fixed(&full, n, epochs, r))?
+        }
         EpochChoice::EarlyStopping {
             max_epochs,
             patience,
@@ -338,9 +338,7 @@ pub fn train_on(
         let all = prepare(&everything, &vocab_all, thresholds, job.eval_k);
         let epochs = outcome.best_epoch.max(1);
         let n_all = vocab_all.len();
-        let refitted = phase(progress, "refit", epochs, |r| {
-            fixed(&all, n_all, epochs, r)
-        })?;
+        let refitted = phase(progress, "refit", epochs, |r| fixed(&all, n_all, epochs, r))?;
         let seconds = refitted.train_seconds;
         (
             ModelFit::AllAfterEvaluation,
@@ -485,7 +483,12 @@ fn build_artifact(
     let train_seen = dataset.items_by_user(Part::Train, |_| true);
     let mut users = Vec::new();
     let mut seen = Vec::new();
-    for ((user, train), all) in dataset.users.iter().zip(train_seen).zip(dataset.seen_items()) {
+    for ((user, train), all) in dataset
+        .users
+        .iter()
+        .zip(train_seen)
+        .zip(dataset.seen_items())
+    {
         if !train.is_empty() {
             users.push(user.clone());
             seen.push(all);

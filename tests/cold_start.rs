@@ -338,6 +338,8 @@ fn learning_from_lower_ratings_leaves_evaluation_and_popularity_at_min_rating() 
     let artifact = ModelArtifact::load(dir_all.path()).unwrap();
     assert_eq!(artifact.meta.training.train_min_rating, Some(1.0));
     assert_eq!(artifact.meta.training.min_rating, 4.0);
-    let again = run_eval(dir_all.path(), &all.source, 10, 1).unwrap().metrics;
+    let again = run_eval(dir_all.path(), &all.source, 10, 1)
+        .unwrap()
+        .metrics;
     assert_eq!(Some(again), from_all.metrics);
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::http::{test_settings, TestApp};
 use fmrecall::data::FeatureSet;
 use fmrecall::fm::ModelArtifact;
-use fmrecall::pipeline::run_train;
+use fmrecall::pipeline::{run_train, EpochChoice};
 use fmrecall::recall::IndexKind;
 use serde_json::{json, Value};
 
@@ -145,6 +145,48 @@ async fn the_training_history_is_the_artifacts_and_matches_history_csv() {
     let last = epochs.last().unwrap();
     let metrics = artifact.meta.metrics.as_ref().unwrap();
     assert!((last["precision"].as_f64().unwrap() - metrics.precision).abs() < 1e-9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_shows_the_validation_run_that_chose_the_epoch_and_what_the_model_fitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = common::synthetic_job(dir.path(), 0, FeatureSet::Hybrid);
+    job.epochs = EpochChoice::EarlyStopping {
+        max_epochs: 12,
+        patience: 3,
+        refit: true,
+    };
+    job.refit_on_all = true;
+    let summary = run_train(&job, &mut |_| {}).unwrap();
+    let app = TestApp::spawn(test_settings(dir.path(), TOKEN)).await;
+
+    let h = app.get("/v1/model/history").await.json();
+    assert_eq!(h["early_stopping"], true);
+    assert_eq!(h["epochs_kept"], summary.epochs);
+    assert_eq!(h["fit"], "all_after_evaluation");
+    let validation = h["validation"].as_array().unwrap();
+    assert!(validation.len() >= summary.epochs, "{h}");
+    // The chosen epoch is the validation run's best precision (the first such, on ties).
+    let precision = |row: &Value| row["precision"].as_f64().unwrap();
+    let best = validation
+        .iter()
+        .map(precision)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let first_best = validation
+        .iter()
+        .position(|r| precision(r) == best)
+        .unwrap();
+    assert_eq!(first_best + 1, summary.epochs);
+    // The evaluated run trains exactly the chosen count, figures on the test split each epoch.
+    assert_eq!(h["epochs"].as_array().unwrap().len(), summary.epochs);
+
+    let m = app.get("/v1/model").await.json();
+    assert_eq!(m["training"]["fit"], "all_after_evaluation");
+    assert!(m["training"]["figures_from"]
+        .as_str()
+        .unwrap()
+        .contains("refit on all interactions"));
+    assert!(m["metrics"]["precision@10"].as_f64().unwrap() > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +435,17 @@ async fn the_dashboard_works_in_headless_chromium() {
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let artifact = train(dir.path(), 12);
+    // The deployment path, as `fmrecall train` runs by default: epochs chosen on validation data,
+    // evaluated, refit on everything; the model panel marks the chosen epoch.
+    let mut job = common::synthetic_job(dir.path(), 0, FeatureSet::Hybrid);
+    job.epochs = EpochChoice::EarlyStopping {
+        max_epochs: 15,
+        patience: 3,
+        refit: true,
+    };
+    job.refit_on_all = true;
+    run_train(&job, &mut |_| {}).unwrap();
+    let artifact = ModelArtifact::load(dir.path()).unwrap();
     let mut settings = test_settings(dir.path(), TOKEN);
     // Our graph index even on this small catalog, so the model panel shows a measured recall.
     settings.index.kind = IndexKind::Graph;

@@ -77,13 +77,19 @@ async fn the_default_path_evaluates_refits_on_everything_and_never_recalls_a_see
     let summary = train(&job);
     assert_eq!(summary.fit, ModelFit::AllAfterEvaluation);
     assert!(summary.refit_seconds.is_some());
-    let figures = summary.metrics.as_ref().expect("the evaluated run's figures");
+    let figures = summary
+        .metrics
+        .as_ref()
+        .expect("the evaluated run's figures");
     assert!(figures.users > 0 && figures.precision > 0.0, "{figures:?}");
 
     let artifact = ModelArtifact::load(dir.path()).unwrap();
     let meta = &artifact.meta;
     assert_eq!(meta.training.fit, ModelFit::AllAfterEvaluation);
-    let stored = meta.metrics.as_ref().expect("figures travel with the model");
+    let stored = meta
+        .metrics
+        .as_ref()
+        .expect("figures travel with the model");
     assert_eq!(stored.users, figures.users);
     assert!((stored.precision - figures.precision).abs() < 1e-12);
     assert!(meta.training.early_stopping);
@@ -142,7 +148,10 @@ fn split_none_trains_on_everything_without_evaluating() {
     let summary = train(&job);
     assert_eq!(summary.fit, ModelFit::AllUnevaluated);
     assert!(summary.metrics.is_none() && summary.popularity.is_none());
-    assert!(summary.epochs >= 1, "early stopping on data carved from everything");
+    assert!(
+        summary.epochs >= 1,
+        "early stopping on data carved from everything"
+    );
     let text = summary.to_text();
     assert!(text.contains("not evaluated"), "{text}");
     assert!(!text.contains("no test positives"), "{text}");

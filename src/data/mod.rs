@@ -217,7 +217,11 @@ impl Dataset {
             let mut names: Vec<String> = entities
                 .iter()
                 .flat_map(|e| e.features.iter().skip(1))
-                .map(|f| f.split_once(':').map_or(f.as_str(), |(name, _)| name).to_string())
+                .map(|f| {
+                    f.split_once(':')
+                        .map_or(f.as_str(), |(name, _)| name)
+                        .to_string()
+                })
                 .collect();
             names.sort_unstable();
             names.dedup();
@@ -257,7 +261,9 @@ impl Dataset {
     /// for deployment learns from once its settings were evaluated on a split.
     pub fn everything_as_train(&self) -> Dataset {
         let mut all = self.clone();
-        all.interactions.iter_mut().for_each(|it| it.part = Part::Train);
+        all.interactions
+            .iter_mut()
+            .for_each(|it| it.part = Part::Train);
         all.held_out = HeldOut::default();
         all
     }
@@ -266,7 +272,10 @@ impl Dataset {
     /// the user already had, which recall must never offer again.
     pub fn seen_items(&self) -> Vec<Vec<u32>> {
         let mut lists = self.items_by_user(Part::Train, |_| true);
-        for (list, test) in lists.iter_mut().zip(self.items_by_user(Part::Test, |_| true)) {
+        for (list, test) in lists
+            .iter_mut()
+            .zip(self.items_by_user(Part::Test, |_| true))
+        {
             list.extend(test);
             list.sort_unstable();
             list.dedup();

@@ -101,7 +101,10 @@ impl From<SplitSpec> for String {
 /// loader.
 pub(super) fn apply(dataset: &mut Dataset, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
     match spec {
-        SplitSpec::None => dataset.interactions.iter_mut().for_each(|it| it.part = Part::Train),
+        SplitSpec::None => dataset
+            .interactions
+            .iter_mut()
+            .for_each(|it| it.part = Part::Train),
         SplitSpec::Random(fraction) => {
             let mut rng = Rng::derive(seed, 0x5911);
             for it in &mut dataset.interactions {

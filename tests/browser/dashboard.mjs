@@ -169,6 +169,15 @@ try {
     const precN = Number(await page.locator(`#chart-precision [data-series="precision@${history.k}"]`).getAttribute("data-n"));
     check(precN === evaluated && evaluated > 0, `precision chart has ${evaluated} points (got ${precN})`);
     check((await text("#chart-precision-caption")) === `precision@${history.k} per epoch`, "precision chart names k");
+    // Early stopping: the validation curve that chose the epoch count, and the chosen epoch marked.
+    check(history.early_stopping && history.validation.length > 0, "the model was early-stopped");
+    const valN = Number(await page.locator(`#chart-precision [data-series="validation precision@${history.k}"]`).getAttribute("data-n"));
+    check(valN === history.validation.length, `validation curve has ${history.validation.length} points (got ${valN})`);
+    const mark = page.locator('#chart-precision [data-mark="chosen"]');
+    check((await mark.count()) === 1, "the chosen epoch is marked");
+    check(Number(await mark.getAttribute("data-x")) === history.epochs_kept, "the mark is at the chosen epoch");
+    check((await text('#model-training tr[data-key="fitted on"] td:last-child')) === "all interactions, after evaluation",
+      "the panel says what the model was fitted on");
     // Evaluation figures, index and its measured recall.
     const precisionRow = await text(`#model-metrics tr[data-key="precision@${history.k}"] td:last-child`);
     close(Number(precisionRow), model.metrics[`precision@${history.k}`], 1e-3, "precision@k figure");
