@@ -438,7 +438,7 @@ impl GraphIndex {
     /// vector, among those that exact search returns for it (under inner product an item need not
     /// be its own best match; a graph that cannot reach a point fails).
     pub fn self_recall(&self, sample: usize, ef: Option<usize>) -> Result<f64, IndexError> {
-        super::self_recall(self, &self.space, sample, ef)
+        super::measure::self_recall(self, &self.space, sample, ef)
     }
 
     /// How many items a search under `filter` may return (exact for `Only`, a lower bound otherwise).
