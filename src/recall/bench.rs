@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     ExactIndex, Filter, GraphIndex, GraphParams, HnswParams, HnswRsIndex, IndexError, RecallIndex,
 };
-use crate::fm::ItemVectors;
 use crate::rng::Rng;
+use crate::vectors::ItemVectors;
 
 /// One line of the benchmark table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -428,7 +428,8 @@ pub fn table(rows: &[BenchRow], k: usize) -> String {
     out
 }
 
-/// A trained model's item vectors, and the queries of up to `n_queries` of its known users.
+/// A trained model's item vectors, and the queries of up to `n_queries` of its known users. The
+/// harness's one tie to the model (`bench-index --model`); the indexes read only `vectors`.
 pub fn from_model(
     dir: &std::path::Path,
     n_queries: usize,

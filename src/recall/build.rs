@@ -23,7 +23,7 @@ use super::{
     check_finite, ExactIndex, Filter, GraphIndex, GraphParams, HnswRsIndex, IndexError, IndexKind,
     IndexSettings, RecallIndex,
 };
-use crate::fm::ItemVectors;
+use crate::vectors::ItemVectors;
 
 /// Builds the configured index over `vectors` and, for graph indexes, checks it against brute
 /// force on `sample_queries` (real user queries), refusing it below `settings.min_recall`.

@@ -19,8 +19,8 @@ use super::{
     check_finite, check_query, check_range, ExactIndex, Filter, Hit, IndexError, IndexInfo,
     RecallIndex,
 };
-use crate::fm::export::dot;
-use crate::fm::ItemVectors;
+use crate::kernels::dot;
+use crate::vectors::ItemVectors;
 
 /// 1 − ⟨a, b⟩ for a unit query and items of norm ≤ 1, clamped at 0 (NaN maps to 0 too).
 #[derive(Debug, Default, Clone, Copy)]

@@ -3,7 +3,7 @@
 
 use super::exact::{self, ExactIndex};
 use super::{Filter, IndexError, RecallIndex};
-use crate::fm::ItemVectors;
+use crate::vectors::ItemVectors;
 
 /// Share of a sample of `sample` items of `space` (the vectors `index` walks) that `index` returns
 /// in its top 10 at `ef` for their own vector, among those that exact search returns for it (under

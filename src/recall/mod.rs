@@ -27,7 +27,7 @@ pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
 pub use hnsw::{HnswParams, HnswRsIndex};
 pub use measure::measure_recall;
 
-use crate::fm::ItemVectors;
+use crate::vectors::ItemVectors;
 
 /// Index errors: bad parameters or vectors, refused builds, bad queries.
 #[derive(Debug, thiserror::Error)]

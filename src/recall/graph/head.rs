@@ -21,8 +21,8 @@ use std::collections::BinaryHeap;
 
 use super::codes::Codes;
 use super::search::{Far, Kernel};
-use crate::fm::ItemVectors;
 use crate::recall::Hit;
+use crate::vectors::ItemVectors;
 
 /// Relative slack on the bound: an f32 dot product over d terms can exceed the f32 product of the
 /// norms by rounding (~d·2⁻²⁴ relative); 1e-4 covers d up to a thousand and costs nothing.

@@ -62,8 +62,8 @@ use super::{
     check_finite, check_query, check_range, Filter, Hit, HnswParams, IndexError, IndexInfo,
     RecallIndex,
 };
-use crate::fm::ItemVectors;
 use crate::rng::Rng;
+use crate::vectors::ItemVectors;
 
 /// What "similar" means for a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
