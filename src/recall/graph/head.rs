@@ -20,7 +20,8 @@
 use std::collections::BinaryHeap;
 
 use super::codes::Codes;
-use super::search::{Far, Kernel};
+use super::kernel::Kernel;
+use super::order::Far;
 use crate::recall::Hit;
 use crate::vectors::ItemVectors;
 
@@ -190,7 +191,7 @@ pub(super) fn merge(mut a: Vec<Hit>, b: Vec<Hit>, k: usize) -> Vec<Hit> {
 mod tests {
     use super::*;
     use crate::recall::exact::exact_top_k;
-    use crate::recall::graph::search::Portable;
+    use crate::recall::graph::kernel::Portable;
     use crate::recall::Filter;
     use crate::rng::Rng;
 

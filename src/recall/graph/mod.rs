@@ -35,12 +35,15 @@
 //!
 //! Layout: vectors contiguous (shared `Arc<ItemVectors>` for inner product, one normalised copy for
 //! cosine), fixed-size u32 neighbour slots (`links.rs`), per-thread visited bitset
-//! (`search.rs`), atomic tombstones (`tombstones.rs`), a versioned checksummed file (`persist.rs`).
+//! (`search.rs`), the walks' kernel choice and heap keys (`kernel.rs`, `order.rs`), atomic
+//! tombstones (`tombstones.rs`), a versioned checksummed file (`persist.rs`).
 
 mod build;
 mod codes;
 mod head;
+mod kernel;
 mod links;
+mod order;
 mod persist;
 mod search;
 mod tombstones;
@@ -54,8 +57,10 @@ pub use persist::GraphFileError;
 
 use self::codes::Codes;
 use self::head::NormHead;
+use self::kernel::{Kernel, Portable};
 use self::links::Links;
-use self::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
+use self::order::Far;
+use self::search::{with_scratch, Scratch, View};
 use self::tombstones::Tombstones;
 use super::exact::{exact_top_k, exact_top_k_where};
 use super::{
@@ -581,7 +586,7 @@ unsafe fn search_avx2(
     filter: Filter<'_>,
     s: &mut Scratch,
 ) -> Vec<Hit> {
-    index.search_graph::<search::Avx2>(q, k, ef, filter, s)
+    index.search_graph::<kernel::Avx2>(q, k, ef, filter, s)
 }
 
 impl RecallIndex for GraphIndex {
