@@ -4,6 +4,7 @@
 //! - [`fm`]: the model, its training, evaluation, inner-product export and artifact.
 //! - [`pipeline`]: the offline jobs the command line runs.
 //! - [`recall`]: maximum-inner-product indexes over the exported item vectors.
+//! - [`vectors`]: the item vectors the indexes search, apart from the model that made them.
 //! - [`kernels`]: the vectorised inner products everything above runs on.
 //! - [`layers`]: diagnostic neural-network layers as pure functions over JSON-shaped requests.
 //! - [`serving`]: a loaded model with its index, answering recall, score and similar-items questions.
@@ -23,3 +24,4 @@ pub mod rng;
 pub mod server;
 pub mod serving;
 pub mod store;
+pub mod vectors;

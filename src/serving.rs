@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use crate::data::FeatureRows;
 use crate::fm::artifact::ArtifactMeta;
-use crate::fm::{ArtifactError, FmModel, ItemVectors, ModelArtifact, UserQuery};
+use crate::fm::{ArtifactError, FmModel, ModelArtifact, UserQuery};
 use crate::recall::{
     self, ExactIndex, Filter, IndexError, IndexInfo, IndexQuality, IndexSettings, RecallIndex,
 };
+use crate::vectors::ItemVectors;
 
 mod browse;
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};

@@ -4,8 +4,9 @@ mod common;
 
 use common::{random_model, random_row};
 use fmrecall::data::FeatureRows;
-use fmrecall::fm::{ItemVectors, UserQuery};
+use fmrecall::fm::UserQuery;
 use fmrecall::rng::Rng;
+use fmrecall::vectors::ItemVectors;
 
 #[test]
 fn the_linear_time_score_equals_the_naive_pairwise_sum() {
@@ -85,7 +86,7 @@ fn exported_vectors_reproduce_the_full_fm_score_and_its_ranking() {
             let idx: Vec<u32> = u_idx.iter().chain(i_idx).copied().collect();
             let val: Vec<f32> = u_val.iter().chain(i_val).copied().collect();
             let fm = model.score_naive((&idx, &val));
-            let ip = query.constant + fmrecall::fm::export::dot(&query.vector, vectors.row(i));
+            let ip = query.constant + fmrecall::kernels::dot(&query.vector, vectors.row(i));
             assert!(
                 (fm - ip).abs() <= 1e-4 * fm.abs().max(1.0),
                 "item {i}: FM {fm} vs c_u + <P_u, Q_i> {ip}"

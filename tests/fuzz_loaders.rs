@@ -15,10 +15,11 @@ use std::sync::{Arc, OnceLock};
 
 use fmrecall::config::Settings;
 use fmrecall::data::{synthetic::SyntheticConfig, DataSource, Dataset, FeatureSet, Format};
-use fmrecall::fm::{ItemVectors, ModelArtifact};
+use fmrecall::fm::ModelArtifact;
 use fmrecall::pipeline::{train_on, EpochChoice};
 use fmrecall::recall::{Filter, GraphIndex, GraphParams, RecallIndex};
 use fmrecall::serving::{RecallQuery, ServingModel, UserSpec};
+use fmrecall::vectors::ItemVectors;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use fmrecall::fm::ItemVectors;
 use fmrecall::recall::bench::clustered;
 use fmrecall::recall::{
     build, build_with_file, measure_recall, ExactIndex, Filter, GraphFileError, GraphIndex,
     GraphParams, IndexError, IndexKind, IndexSettings, RecallIndex, EF_LADDER,
 };
 use fmrecall::rng::Rng;
+use fmrecall::vectors::ItemVectors;
 
 fn graph(n: usize, exact_filter_below: usize) -> (Arc<ItemVectors>, Vec<Vec<f32>>, GraphIndex) {
     let (vectors, queries) = clustered(n, 100, 16, 20, 3);

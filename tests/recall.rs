@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use fmrecall::data::{Dataset, FeatureRows, FeatureSet};
 use fmrecall::fm::eval::{evaluate, popularity};
-use fmrecall::fm::{EvalSet, ItemVectors, ModelArtifact, UserQuery};
+use fmrecall::fm::{EvalSet, ModelArtifact, UserQuery};
 use fmrecall::recall::bench::clustered;
 use fmrecall::recall::{
     build, ExactIndex, Filter, HnswParams, HnswRsIndex, IndexError, IndexKind, IndexSettings,
     RecallIndex,
 };
+use fmrecall::vectors::ItemVectors;
 
 fn naive_top(
     vectors: &ItemVectors,

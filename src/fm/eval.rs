@@ -6,9 +6,10 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
-use super::export::{ItemVectors, UserQuery};
+use super::export::UserQuery;
 use super::model::FmModel;
 use crate::data::{Dataset, FeatureRows, Part};
+use crate::vectors::ItemVectors;
 
 /// One evaluated user: their test positives and the items excluded from their ranking.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 
 use super::model::{FmModel, SparseRow};
 use crate::data::FeatureRows;
+use crate::vectors::ItemVectors;
 
 /// The sum of a side's factor vectors and the part of the FM score that depends on that side alone
 /// (its linear terms plus its within-side interactions).
@@ -55,65 +56,14 @@ impl UserQuery {
     }
 }
 
-/// All items as rows [q_i; b_i] of one contiguous row-major matrix (n_items × (k + 1)).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ItemVectors {
-    dim: usize,
-    data: Vec<f32>,
-}
-
+// `ItemVectors` lives in `vectors.rs`, apart from the model, so that the recall index depends on
+// vectors and kernels only; its FM constructor lives here, with the FM maths.
 impl ItemVectors {
-    /// Computes every item's vector from its features.
+    /// Computes every item's vector [q_i; b_i] from its features.
     pub fn new(model: &FmModel, items: &FeatureRows) -> Self {
         let k = model.dim();
-        let dim = k + 1;
-        let mut data = crate::memory::filled_vec(items.len() * dim, 0f32);
-        for (i, chunk) in data.chunks_exact_mut(dim).enumerate() {
-            let bias = side_terms(model, items.row(i), &mut chunk[..k]);
-            chunk[k] = bias;
-        }
-        ItemVectors { dim, data }
-    }
-
-    /// Builds from raw rows (each `dim` long), copied into a huge-page buffer (see `memory.rs`).
-    pub fn from_raw(dim: usize, data: Vec<f32>) -> Self {
-        assert!(dim > 0 && data.len() % dim == 0, "ragged item vectors");
-        ItemVectors {
-            dim,
-            data: crate::memory::copied_vec(&data),
-        }
-    }
-
-    /// Vector length, k + 1.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// Number of items.
-    pub fn len(&self) -> usize {
-        self.data.len() / self.dim
-    }
-
-    /// Whether there are no items.
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    /// Item i's vector [q_i; b_i].
-    #[inline]
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
-
-    /// All vectors, row-major.
-    pub fn as_slice(&self) -> &[f32] {
-        &self.data
-    }
-
-    /// ⟨query, item_i⟩ for every item, into `out` (length `len()`).
-    pub fn scores_into(&self, query: &[f32], out: &mut [f32]) {
-        crate::kernels::dot_rows(&query[..self.dim.min(query.len())], &self.data, out);
+        ItemVectors::from_fn(items.len(), k + 1, |i, row| {
+            row[k] = side_terms(model, items.row(i), &mut row[..k]);
+        })
     }
 }
-
-pub use crate::kernels::dot;

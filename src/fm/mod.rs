@@ -9,6 +9,6 @@ pub mod train;
 
 pub use artifact::{ArtifactError, ModelArtifact};
 pub use eval::{EvalSet, Metrics};
-pub use export::{ItemVectors, UserQuery};
+pub use export::UserQuery;
 pub use model::FmModel;
 pub use train::{Loss, Schedule, TrainError, TrainParams, TrainingSet};

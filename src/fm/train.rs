@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::eval::{evaluate_model, EvalSet, Metrics};
 use super::model::{factor_gradient, FmModel, SparseRow};
 use crate::data::FeatureRows;
+use crate::kernels::dot;
 use crate::rng::Rng;
 
 /// Training errors: parameters out of range, or data that cannot be trained on.
@@ -327,10 +328,6 @@ impl Side {
     fn row(&self, r: usize, k: usize) -> &[f32] {
         &self.rows[r * k..(r + 1) * k]
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    super::export::dot(a, b)
 }
 
 /// Per-thread scratch space, allocated once per epoch and thread.

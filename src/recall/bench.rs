@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     ExactIndex, Filter, GraphIndex, GraphParams, HnswParams, HnswRsIndex, IndexError, RecallIndex,
 };
-use crate::fm::ItemVectors;
 use crate::rng::Rng;
+use crate::vectors::ItemVectors;
 
 /// One line of the benchmark table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ fn run_queries(
     let mut best = f64::INFINITY;
     for _ in 0..PASSES {
         let started = Instant::now();
-        recall = super::recall_against(index, queries, truth, k, ef, filter)?;
+        recall = super::measure::recall_against(index, queries, truth, k, ef, filter)?;
         best = best.min(started.elapsed().as_secs_f64().max(1e-9));
         if best > SLOW_PASS_SECONDS {
             break;
@@ -137,7 +137,7 @@ pub fn run(
 ) -> Result<BenchReport, IndexError> {
     let k = k.clamp(1, vectors.len().max(1));
     let exact = ExactIndex::new(vectors.clone());
-    let truth_of = |filter: Filter<'_>| super::exact_truth(&exact, queries, k, filter);
+    let truth_of = |filter: Filter<'_>| super::measure::exact_truth(&exact, queries, k, filter);
     let truth = truth_of(Filter::All)?;
     let n = vectors.len();
     let allowed: Vec<u32> = (0..n as u32).step_by(100).collect();
@@ -428,7 +428,8 @@ pub fn table(rows: &[BenchRow], k: usize) -> String {
     out
 }
 
-/// A trained model's item vectors, and the queries of up to `n_queries` of its known users.
+/// A trained model's item vectors, and the queries of up to `n_queries` of its known users. The
+/// harness's one tie to the model (`bench-index --model`); the indexes read only `vectors`.
 pub fn from_model(
     dir: &std::path::Path,
     n_queries: usize,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{check_query, Filter, Hit, IndexError, IndexInfo, RecallIndex, TopK};
-use crate::fm::export::dot;
-use crate::fm::ItemVectors;
+use crate::kernels::dot;
+use crate::vectors::ItemVectors;
 
 /// Scans every allowed item; exact by construction. One streaming pass over the contiguous vectors
 /// with a k-sized heap: no per-query buffer proportional to the catalog.

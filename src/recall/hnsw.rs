@@ -19,8 +19,8 @@ use super::{
     check_finite, check_query, check_range, ExactIndex, Filter, Hit, IndexError, IndexInfo,
     RecallIndex,
 };
-use crate::fm::export::dot;
-use crate::fm::ItemVectors;
+use crate::kernels::dot;
+use crate::vectors::ItemVectors;
 
 /// 1 − ⟨a, b⟩ for a unit query and items of norm ≤ 1, clamped at 0 (NaN maps to 0 too).
 #[derive(Debug, Default, Clone, Copy)]
@@ -141,7 +141,7 @@ impl HnswRsIndex {
     /// Share of a sample of items that the graph returns for their own vector whenever exact
     /// search does (exact MIPS need not rank an item first for itself).
     pub fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
-        super::self_recall(self, exact.vectors(), sample, None)
+        super::measure::self_recall(self, exact.vectors(), sample, None)
     }
 
     fn rescore(&self, query: &[f32], ids: impl Iterator<Item = usize>, k: usize) -> Vec<Hit> {

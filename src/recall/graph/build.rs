@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::codes::Codes;
+use super::kernel::{Kernel, Portable};
 use super::links::Links;
-use super::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
+use super::order::Far;
+use super::search::{with_scratch, Scratch, View};
 
 /// Buffers an inserting thread reuses across insertions.
 #[derive(Default)]
@@ -123,7 +125,7 @@ impl Builder<'_> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn insert_avx2(builder: &Builder<'_>, q: u32, s: &mut Scratch, b: &mut Bufs) {
-    builder.insert::<super::search::Avx2>(q, s, b)
+    builder.insert::<super::kernel::Avx2>(q, s, b)
 }
 
 fn insert_dispatch(builder: &Builder<'_>, q: u32, s: &mut Scratch, b: &mut Bufs) {
@@ -294,7 +296,7 @@ unsafe fn find_missed_avx2(
     range: (usize, usize),
     s: &mut Scratch,
 ) -> Vec<(u32, [u32; FROM])> {
-    find_missed::<super::search::Avx2>(view, codes, entry, ef, range, s)
+    find_missed::<super::kernel::Avx2>(view, codes, entry, ef, range, s)
 }
 
 /// Makes items reachable for their own vector (self-recall): under −⟨·,·⟩ the heuristic prunes

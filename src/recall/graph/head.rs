@@ -20,9 +20,10 @@
 use std::collections::BinaryHeap;
 
 use super::codes::Codes;
-use super::search::{Far, Kernel};
-use crate::fm::ItemVectors;
+use super::kernel::Kernel;
+use super::order::Far;
 use crate::recall::Hit;
+use crate::vectors::ItemVectors;
 
 /// Relative slack on the bound: an f32 dot product over d terms can exceed the f32 product of the
 /// norms by rounding (~d·2⁻²⁴ relative); 1e-4 covers d up to a thousand and costs nothing.
@@ -190,7 +191,7 @@ pub(super) fn merge(mut a: Vec<Hit>, b: Vec<Hit>, k: usize) -> Vec<Hit> {
 mod tests {
     use super::*;
     use crate::recall::exact::exact_top_k;
-    use crate::recall::graph::search::Portable;
+    use crate::recall::graph::kernel::Portable;
     use crate::recall::Filter;
     use crate::rng::Rng;
 

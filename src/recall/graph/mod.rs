@@ -35,12 +35,15 @@
 //!
 //! Layout: vectors contiguous (shared `Arc<ItemVectors>` for inner product, one normalised copy for
 //! cosine), fixed-size u32 neighbour slots (`links.rs`), per-thread visited bitset
-//! (`search.rs`), atomic tombstones (`tombstones.rs`), a versioned checksummed file (`persist.rs`).
+//! (`search.rs`), the walks' kernel choice and heap keys (`kernel.rs`, `order.rs`), atomic
+//! tombstones (`tombstones.rs`), a versioned checksummed file (`persist.rs`).
 
 mod build;
 mod codes;
 mod head;
+mod kernel;
 mod links;
+mod order;
 mod persist;
 mod search;
 mod tombstones;
@@ -54,16 +57,18 @@ pub use persist::GraphFileError;
 
 use self::codes::Codes;
 use self::head::NormHead;
+use self::kernel::{Kernel, Portable};
 use self::links::Links;
-use self::search::{with_scratch, Far, Kernel, Portable, Scratch, View};
+use self::order::Far;
+use self::search::{with_scratch, Scratch, View};
 use self::tombstones::Tombstones;
 use super::exact::{exact_top_k, exact_top_k_where};
 use super::{
     check_finite, check_query, check_range, Filter, Hit, HnswParams, IndexError, IndexInfo,
     RecallIndex,
 };
-use crate::fm::ItemVectors;
 use crate::rng::Rng;
+use crate::vectors::ItemVectors;
 
 /// What "similar" means for a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -438,7 +443,7 @@ impl GraphIndex {
     /// vector, among those that exact search returns for it (under inner product an item need not
     /// be its own best match; a graph that cannot reach a point fails).
     pub fn self_recall(&self, sample: usize, ef: Option<usize>) -> Result<f64, IndexError> {
-        super::self_recall(self, &self.space, sample, ef)
+        super::measure::self_recall(self, &self.space, sample, ef)
     }
 
     /// How many items a search under `filter` may return (exact for `Only`, a lower bound otherwise).
@@ -581,7 +586,7 @@ unsafe fn search_avx2(
     filter: Filter<'_>,
     s: &mut Scratch,
 ) -> Vec<Hit> {
-    index.search_graph::<search::Avx2>(q, k, ef, filter, s)
+    index.search_graph::<kernel::Avx2>(q, k, ef, filter, s)
 }
 
 impl RecallIndex for GraphIndex {

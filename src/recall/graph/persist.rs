@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::links::{Links, NO_UPPER};
 use super::{BuildSpace, GraphIndex, GraphParams, Metric};
-use crate::fm::ItemVectors;
+use crate::vectors::ItemVectors;
 
 const MAGIC: &[u8; 8] = b"FMRGRAPH";
 const VERSION: u32 = 1;

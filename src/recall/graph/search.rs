@@ -5,114 +5,20 @@
 //! Distances here are "smaller is closer": −⟨a, b⟩ (see `graph/mod.rs` for why).
 
 use std::cell::RefCell;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering as AtomicOrdering;
 
 use super::codes::{CodeQuery, Codes};
+use super::head::HeadScratch;
+use super::kernel::Kernel;
 use super::links::Links;
-use crate::kernels::{dot_i16_u8_inline, dot_inline, prefetch};
-
-/// A dot-product kernel chosen once per search or insertion, so that the whole loop is compiled for
-/// one instruction set and the dot inlines into it.
-pub(super) trait Kernel {
-    /// ⟨a, b⟩.
-    fn dot(a: &[f32], b: &[f32]) -> f32;
-    /// ⟨a, b⟩ in integers, an i16 query against byte codes `b`.
-    fn dot_i16_u8(a: &[i16], b: &[u8]) -> i32;
-}
-
-/// Baseline instructions (SSE2 on x86-64), any CPU.
-pub(super) struct Portable;
-
-impl Kernel for Portable {
-    #[inline(always)]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot_inline(a, b, false)
-    }
-    #[inline(always)]
-    fn dot_i16_u8(a: &[i16], b: &[u8]) -> i32 {
-        dot_i16_u8_inline(a, b)
-    }
-}
-
-/// AVX2 + FMA: only inline it into `#[target_feature(enable = "avx2,fma")]` functions (elsewhere it
-/// would still be correct, but with software FMA).
-#[cfg(target_arch = "x86_64")]
-pub(super) struct Avx2;
-
-#[cfg(target_arch = "x86_64")]
-impl Kernel for Avx2 {
-    #[inline(always)]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot_inline(a, b, true)
-    }
-    #[inline(always)]
-    fn dot_i16_u8(a: &[i16], b: &[u8]) -> i32 {
-        // SAFETY: `Avx2` is only used inside functions compiled for AVX2 + FMA, which the caller
-        // checked the CPU has (`kernels::has_avx2`).
-        unsafe { crate::kernels::avx2::dot_i16_u8(a, b) }
-    }
-}
+use super::order::{Far, Near};
+use crate::kernels::prefetch;
 
 /// In the mixed build, e is pruned only when r is clearly nearer to it than the base is
 /// (1.2 ‖e − r‖² < ‖e − base‖²), as DiskANN's α (Subramanya et al. 2019) relaxes the paper's rule:
 /// on 20k × 32 at ef 64, self-recall 0.987 → 0.998 against 1.0; 1.5 was worse and slower.
 const PRUNE_SLACK: f32 = 1.2;
-
-/// A candidate ordered nearest-first in a max-heap.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Near(pub f32, pub u32);
-/// A result ordered farthest-first in a max-heap (its top is the one to evict).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Far(pub f32, pub u32);
-
-impl PartialEq for Near {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Near {}
-impl PartialOrd for Near {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Near {
-    #[inline(always)]
-    fn cmp(&self, o: &Self) -> Ordering {
-        order_key(o.0, o.1).cmp(&order_key(self.0, self.1))
-    }
-}
-impl PartialEq for Far {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Far {}
-impl PartialOrd for Far {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Far {
-    // Ties broken by id so that results are deterministic.
-    #[inline(always)]
-    fn cmp(&self, o: &Self) -> Ordering {
-        order_key(self.0, self.1).cmp(&order_key(o.0, o.1))
-    }
-}
-
-/// `(distance, id)` as one integer whose order is `f32::total_cmp` on the distance, then the id:
-/// the heaps compare it in one instruction instead of two branches (the heaps and the final sort
-/// were a fifth of a k = 100 search's instructions).
-#[inline(always)]
-fn order_key(distance: f32, id: u32) -> u64 {
-    // total_cmp's own mapping: flip the magnitude bits of negatives, then make it unsigned.
-    let bits = distance.to_bits() as i32;
-    let ordered = (bits ^ ((((bits >> 31) as u32) >> 1) as i32)) as u32 ^ 0x8000_0000;
-    (u64::from(ordered) << 32) | u64::from(id)
-}
 
 /// Per-thread working memory: the visited set, the two heaps and small buffers. Reused across
 /// queries, so a query allocates only its result.
@@ -134,7 +40,7 @@ pub(super) struct Scratch {
     /// A query's final candidates, the nearest re-scored exactly after a walk on byte codes.
     pub rescored: Vec<Far>,
     /// The norm walk's buffers (`head.rs`).
-    pub head: super::head::HeadScratch,
+    pub head: HeadScratch,
 }
 
 thread_local! {
@@ -398,37 +304,6 @@ impl View<'_> {
             }
             if good {
                 out.push((d, e));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heap_order_is_total_cmp_on_the_distance_then_the_id() {
-        let distances = [
-            f32::NEG_INFINITY,
-            -3.5,
-            -1e-30,
-            -0.0,
-            0.0,
-            1e-30,
-            2.0,
-            f32::MAX,
-            f32::INFINITY,
-            f32::NAN,
-            -f32::NAN,
-        ];
-        for &a in &distances {
-            for &b in &distances {
-                for (i, j) in [(0, 0), (1, 2), (7, 3), (u32::MAX, 0)] {
-                    let reference = a.total_cmp(&b).then(i.cmp(&j));
-                    assert_eq!(Far(a, i).cmp(&Far(b, j)), reference, "{a} {i} vs {b} {j}");
-                    assert_eq!(Near(a, i).cmp(&Near(b, j)), reference.reverse());
-                }
             }
         }
     }

@@ -1,0 +1,332 @@
+//! The index a model is served with: built (or read from its saved file), tuned and checked
+//! against brute force. This is the whole load path of `recall`, top to bottom
+//! (`api::swap_model` → `serving::ServingModel::load` → [`build_with_file`]):
+//!
+//! 1. Refuse vectors with a NaN or infinite component.
+//! 2. Choose the index (`choose_graph`). Brute force, when asked for or under `auto` below
+//!    `exact_below` items, serves as is: it is the reference, there is nothing to check. Otherwise
+//!    hnsw_rs, or our graph read from its saved file when that file holds these vectors' graph with
+//!    these links, built and saved otherwise (`load_or_build_graph`).
+//! 3. One exact pass over the sample queries gives the truth at depth 100 and, as its prefix, at 10.
+//! 4. With `target_recall`, the default breadth: the cheapest of [`EF_LADDER`] reaching it (`tune_ef`).
+//! 5. Self-recall, on the graph alone.
+//! 6. Our graph's norm walk, kept only when it settles enough sample queries (`choose_norm_scan`).
+//! 7. Recall@10 and @100 of the search as served; below `min_recall` the index is refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::measure::{exact_truth, recall_against};
+use super::{
+    check_finite, ExactIndex, Filter, GraphIndex, GraphParams, HnswRsIndex, IndexError, IndexKind,
+    IndexSettings, RecallIndex,
+};
+use crate::vectors::ItemVectors;
+
+/// Builds the configured index over `vectors` and, for graph indexes, checks it against brute
+/// force on `sample_queries` (real user queries), refusing it below `settings.min_recall`.
+pub fn build(
+    vectors: Arc<ItemVectors>,
+    settings: &IndexSettings,
+    sample_queries: &[Vec<f32>],
+) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
+    build_with_file(vectors, settings, sample_queries, None)
+}
+
+/// [`build`], but our graph is read from `graph_file` when that file holds a graph built with the
+/// same parameters for these very vectors (its fingerprint), and saved there after a build
+/// otherwise: a restart or a replica then skips the build (seconds at 100k items) and only loads
+/// (a tenth of a second). A missing, stale or corrupt file is rebuilt; a failed save only logs.
+pub fn build_with_file(
+    vectors: Arc<ItemVectors>,
+    settings: &IndexSettings,
+    sample_queries: &[Vec<f32>],
+    graph_file: Option<&Path>,
+) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
+    // 1. Finite vectors only.
+    check_finite(&vectors)?;
+    let exact = ExactIndex::new(vectors.clone());
+    // 2. Brute force is the reference: nothing to check.
+    let Some(chosen) = choose_graph(&vectors, settings, graph_file)? else {
+        return Ok((Arc::new(exact), None));
+    };
+    let ChosenGraph {
+        mut graph,
+        from_file,
+    } = chosen;
+    // 3. One exact pass for both depths: the exact top 10 is the top 100's prefix (same tie rule).
+    let queries: Vec<Vec<f32>> = sample_queries
+        .iter()
+        .take(settings.check_queries)
+        .cloned()
+        .collect();
+    let truth_100 = exact_truth(&exact, &queries, 100, Filter::All)?;
+    let truth: Vec<Vec<u32>> = truth_100
+        .iter()
+        .map(|t| t[..t.len().min(10)].to_vec())
+        .collect();
+    // 4. The default breadth.
+    let target_recall = (settings.target_recall > 0.0).then_some(settings.target_recall);
+    if let Some(target) = target_recall {
+        let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
+        graph.set_ef_search(ef);
+    }
+    // 5. The breadth and self-recall are measured on the graph alone: it serves the queries the
+    // norm walk cannot settle, and the walk would hide large-norm items the graph cannot reach.
+    let self_recall = graph.self_recall(&exact, settings.check_queries)?;
+    // 6. The norm walk, if it pays.
+    let norm_scan = graph.enable_norm_scan(settings.norm_scan_items, &queries);
+    // 7. Recall as served, and the floor.
+    let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, 10, None, Filter::All)?;
+    let recall_at_100 = recall_against(
+        graph.as_index(),
+        &queries,
+        &truth_100,
+        100,
+        None,
+        Filter::All,
+    )?;
+    let quality = IndexQuality {
+        recall_at_10,
+        recall_at_100,
+        norm_scan,
+        ef_search: graph.ef_search(),
+        target_recall,
+        self_recall,
+        queries: queries.len(),
+        graph_from_file: from_file,
+    };
+    if recall_at_10 < settings.min_recall {
+        return Err(IndexError::BelowFloor {
+            what: "recall@10 against brute force",
+            value: recall_at_10,
+            floor: settings.min_recall,
+        });
+    }
+    Ok((graph.into_arc(), Some(quality)))
+}
+
+/// A graph index to check before it serves.
+struct ChosenGraph {
+    graph: Box<dyn GraphLike>,
+    /// Whether it was read from its saved file instead of built.
+    from_file: bool,
+}
+
+/// The graph index `settings` ask for over `vectors`; `None` when brute force serves.
+fn choose_graph(
+    vectors: &Arc<ItemVectors>,
+    settings: &IndexSettings,
+    graph_file: Option<&Path>,
+) -> Result<Option<ChosenGraph>, IndexError> {
+    let (graph, from_file): (Box<dyn GraphLike>, bool) = match settings.kind {
+        IndexKind::Exact => return Ok(None),
+        IndexKind::Auto if vectors.len() < settings.exact_below => return Ok(None),
+        IndexKind::HnswRs => (
+            Box::new(HnswRsIndex::build(
+                vectors.clone(),
+                settings.hnsw.clone(),
+                settings.exact_filter_below,
+            )?),
+            false,
+        ),
+        IndexKind::Auto | IndexKind::Graph => {
+            let (graph, from_file) = load_or_build_graph(vectors, settings, graph_file)?;
+            (Box::new(graph), from_file)
+        }
+    };
+    Ok(Some(ChosenGraph { graph, from_file }))
+}
+
+/// Our graph, read from `graph_file` when it is usable, else built and saved there; set to the
+/// configured default breadth and exact-filter threshold. The flag says whether it was read.
+fn load_or_build_graph(
+    vectors: &Arc<ItemVectors>,
+    settings: &IndexSettings,
+    graph_file: Option<&Path>,
+) -> Result<(GraphIndex, bool), IndexError> {
+    let params = GraphParams::from_hnsw(&settings.hnsw);
+    let saved = graph_file.and_then(|path| load_saved_graph(path, vectors, &params));
+    let from_file = saved.is_some();
+    let graph = match saved {
+        Some(graph) => graph,
+        None => {
+            let graph = GraphIndex::build(vectors.clone(), params, 0)?;
+            if let Some(path) = graph_file {
+                if let Err(e) = graph.save(path) {
+                    tracing::warn!(error = %e, "could not save the graph; the next start rebuilds it");
+                }
+            }
+            graph
+        }
+    };
+    let graph = graph
+        .with_ef_search(settings.hnsw.ef_search)
+        .with_exact_filter_below(settings.exact_filter_below);
+    Ok((graph, from_file))
+}
+
+/// The graph saved at `path` if it was built with `params`' links for exactly `vectors`; `None`
+/// (logged unless the file is simply absent) means build it.
+fn load_saved_graph(
+    path: &Path,
+    vectors: &Arc<ItemVectors>,
+    params: &GraphParams,
+) -> Option<GraphIndex> {
+    if !path.exists() {
+        return None;
+    }
+    match GraphIndex::load(path, vectors.clone()) {
+        Ok(graph) if graph.params().same_links(params) => Some(graph),
+        Ok(_) => {
+            tracing::info!(path = %path.display(), "saved graph has other parameters; rebuilding");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "saved graph not usable; rebuilding");
+            None
+        }
+    }
+}
+
+/// The search breadths `target_recall` chooses from, cheapest first.
+pub const EF_LADDER: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+
+/// The smallest breadth of [`EF_LADDER`] at which `index` reaches `target` recall against `truth`
+/// (the largest if none does).
+fn tune_ef(
+    index: &dyn RecallIndex,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    target: f64,
+) -> Result<usize, IndexError> {
+    for ef in EF_LADDER {
+        if recall_against(index, queries, truth, 10, Some(ef), Filter::All)? >= target {
+            return Ok(ef);
+        }
+    }
+    Ok(EF_LADDER[EF_LADDER.len() - 1])
+}
+
+/// Below this share of sample queries settled at k = 10, the norm walk would mostly be wasted work
+/// before the graph, and is turned off.
+pub const MIN_NORM_SCAN_SHARE: f64 = 0.5;
+
+/// Turns `graph`'s norm walk over its `limit` largest-norm items on, and keeps it only when it
+/// settles at least [`MIN_NORM_SCAN_SHARE`] of `queries` at k = 10; None when it cannot run.
+fn choose_norm_scan(
+    graph: &mut GraphIndex,
+    limit: usize,
+    queries: &[Vec<f32>],
+) -> Option<NormScanReport> {
+    graph.set_norm_scan(limit);
+    let Some(exact_share_at_10) = graph.norm_scan_exact_share(queries, 10) else {
+        // Off, or too short a walk for k = 10 (fewer than 80 items): serve the graph alone.
+        graph.set_norm_scan(0);
+        return None;
+    };
+    let enabled = exact_share_at_10 >= MIN_NORM_SCAN_SHARE;
+    let report = NormScanReport {
+        items: limit.min(graph.len()),
+        exact_share_at_10,
+        exact_share_at_100: graph.norm_scan_exact_share(queries, 100),
+        enabled,
+    };
+    if !enabled {
+        graph.set_norm_scan(0);
+    }
+    Some(report)
+}
+
+/// How a built index measured up against brute force.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IndexQuality {
+    /// Mean recall@10 of the index against exact search on the sample queries.
+    pub recall_at_10: f64,
+    /// The default search breadth these figures were measured at: `hnsw.ef_search`, or the one
+    /// chosen for `target_recall`.
+    pub ef_search: usize,
+    /// The recall@10 the default breadth was chosen for (None: `hnsw.ef_search` as configured).
+    pub target_recall: Option<f64>,
+    /// Share of sampled items that the index returns when queried with their own vector, among
+    /// those that exact search returns for that query (a graph that cannot reach a point fails).
+    pub self_recall: f64,
+    /// Mean recall@100 of the served search (default breadth, norm walk as configured) against
+    /// exact search on the same queries: the depth a ranker usually asks for.
+    pub recall_at_100: f64,
+    /// What the norm walk settled on the sample queries (None: not our graph, or turned off).
+    pub norm_scan: Option<NormScanReport>,
+    /// Queries used.
+    pub queries: usize,
+    /// Whether the graph was read from its saved file instead of built.
+    pub graph_from_file: bool,
+}
+
+/// How much of the sample queries' work the exact norm walk (`graph/head.rs`) took over.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NormScanReport {
+    /// Largest-norm items it may read.
+    pub items: usize,
+    /// Share of the sample queries whose exact top 10 it proved without the graph.
+    pub exact_share_at_10: f64,
+    /// The same at k = 100 (None when k = 100 is too deep for a head this short).
+    pub exact_share_at_100: Option<f64>,
+    /// Whether it serves: only when the share at k = 10 is at least [`MIN_NORM_SCAN_SHARE`].
+    pub enabled: bool,
+}
+
+/// What the load path needs of either graph index beyond [`RecallIndex`].
+trait GraphLike: RecallIndex {
+    fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError>;
+    /// The default search breadth, and changing it (a search parameter: the graph stays).
+    fn ef_search(&self) -> usize;
+    fn set_ef_search(&mut self, ef: usize);
+    /// Turns the exact norm walk on for our graph when it settles enough of `queries` (see
+    /// [`NormScanReport`]); None for indexes without one.
+    fn enable_norm_scan(&mut self, _limit: usize, _queries: &[Vec<f32>]) -> Option<NormScanReport> {
+        None
+    }
+    fn as_index(&self) -> &dyn RecallIndex;
+    fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex>;
+}
+
+impl GraphLike for HnswRsIndex {
+    fn self_recall(&self, exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
+        HnswRsIndex::self_recall(self, exact, sample)
+    }
+    fn ef_search(&self) -> usize {
+        self.params().ef_search
+    }
+    fn set_ef_search(&mut self, ef: usize) {
+        HnswRsIndex::set_ef_search(self, ef);
+    }
+    fn as_index(&self) -> &dyn RecallIndex {
+        self
+    }
+    fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex> {
+        Arc::from(self as Box<dyn RecallIndex>)
+    }
+}
+
+impl GraphLike for GraphIndex {
+    fn self_recall(&self, _exact: &ExactIndex, sample: usize) -> Result<f64, IndexError> {
+        GraphIndex::self_recall(self, sample, None)
+    }
+    fn ef_search(&self) -> usize {
+        self.params().ef_search
+    }
+    fn set_ef_search(&mut self, ef: usize) {
+        GraphIndex::set_ef_search(self, ef);
+    }
+    fn enable_norm_scan(&mut self, limit: usize, queries: &[Vec<f32>]) -> Option<NormScanReport> {
+        choose_norm_scan(self, limit, queries)
+    }
+    fn as_index(&self) -> &dyn RecallIndex {
+        self
+    }
+    fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex> {
+        Arc::from(self as Box<dyn RecallIndex>)
+    }
+}
