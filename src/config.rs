@@ -35,6 +35,9 @@ pub struct DataSettings {
     pub features: FeatureSet,
     /// Generator size.
     pub synthetic: SyntheticConfig,
+    /// Column names of the CSV format's interaction file.
+    #[serde(default)]
+    pub columns: crate::data::CsvColumns,
 }
 
 /// `[train]`: hyper-parameters and schedule.

@@ -1,4 +1,5 @@
-//! The `fmrecall` command line: parses arguments, calls the library, prints results.
+//! The `fmrecall` command line: parses arguments, applies them over the settings (one place per
+//! subcommand), calls the library and prints results; one function per subcommand.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -34,7 +35,8 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a saved model on a dataset and split.
     Eval(EvalArgs),
-    /// Benchmark brute force against hnsw_rs: build time, recall@10, queries/s, memory.
+    /// Benchmark the recall indexes (exact, our graph with and without the norm walk, hnswlib,
+    /// hnsw_rs): build time, recall@k against exact search, queries/s, memory.
     BenchIndex(BenchIndexArgs),
     /// Serve recall over HTTP (trains the demo model first when no model is configured).
     Serve(ServeArgs),
@@ -175,6 +177,18 @@ struct DataArgs {
     /// Metric cut-off k.
     #[arg(long)]
     k: Option<usize>,
+    /// CSV format: the user id column of interactions.csv (default user_id).
+    #[arg(long)]
+    user_column: Option<String>,
+    /// CSV format: the item id column (default item_id).
+    #[arg(long)]
+    item_column: Option<String>,
+    /// CSV format: the rating column (default rating; optional in the file).
+    #[arg(long)]
+    rating_column: Option<String>,
+    /// CSV format: the timestamp column (default timestamp; optional in the file).
+    #[arg(long)]
+    timestamp_column: Option<String>,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -234,7 +248,8 @@ struct TrainArgs {
     /// Probability of leaving an item's id feature out of a training sample.
     #[arg(long)]
     item_id_dropout: Option<f32>,
-    /// Adagrad learning rate of side features (default: --learning-rate).
+    /// Adagrad learning rate of side features (default: train.side_learning_rate, 0.01; unset
+    /// there, --learning-rate).
     #[arg(long)]
     side_learning_rate: Option<f32>,
     /// Ratings at or above this are what the model learns from (default: --min-rating, which
@@ -281,17 +296,55 @@ struct EvalArgs {
     data: DataArgs,
 }
 
-fn apply_data_args(s: &mut Settings, a: &DataArgs) {
-    let d = &mut s.data;
-    set(&mut d.format, a.format);
-    set(&mut d.dir, a.data.clone());
-    set(&mut d.split, a.split.clone());
-    set(&mut d.seed, a.seed);
-    set(&mut d.min_rating, a.min_rating);
-    set(&mut d.synthetic.users, a.users);
-    set(&mut d.synthetic.items, a.items);
-    set(&mut s.train.threads, a.threads);
-    set(&mut s.train.eval_k, a.k);
+impl DataArgs {
+    /// Writes the given flags over the settings.
+    fn apply(&self, s: &mut Settings) {
+        let d = &mut s.data;
+        set(&mut d.format, self.format);
+        set(&mut d.dir, self.data.clone());
+        set(&mut d.split, self.split.clone());
+        set(&mut d.seed, self.seed);
+        set(&mut d.min_rating, self.min_rating);
+        set(&mut d.synthetic.users, self.users);
+        set(&mut d.synthetic.items, self.items);
+        set(&mut d.columns.user, self.user_column.clone());
+        set(&mut d.columns.item, self.item_column.clone());
+        set(&mut d.columns.rating, self.rating_column.clone());
+        set(&mut d.columns.timestamp, self.timestamp_column.clone());
+        set(&mut s.train.threads, self.threads);
+        set(&mut s.train.eval_k, self.k);
+    }
+}
+
+impl TrainArgs {
+    /// Writes the given flags over the settings.
+    fn apply(&self, s: &mut Settings) {
+        self.data.apply(s);
+        set(&mut s.data.features, self.features);
+        let t = &mut s.train;
+        set(&mut t.loss, self.loss);
+        set(&mut t.dim, self.dim);
+        if self.epochs.is_some() || self.early_stopping {
+            t.epochs = self.epochs;
+        }
+        t.refit_on_all &= !self.no_refit;
+        set(&mut t.learning_rate, self.learning_rate);
+        set(&mut t.l2, self.l2);
+        set(&mut t.max_sampled, self.max_sampled);
+        set(&mut t.max_epochs, self.max_epochs);
+        set(&mut t.patience, self.patience);
+        set(&mut t.out, self.out.clone());
+        set(&mut t.init_std, self.init_std);
+        set(&mut t.user_id_dropout, self.user_id_dropout);
+        set(&mut t.item_id_dropout, self.item_id_dropout);
+        if self.side_learning_rate.is_some() {
+            t.side_learning_rate = self.side_learning_rate;
+        }
+        if self.train_min_rating.is_some() {
+            t.train_min_rating = self.train_min_rating;
+        }
+        set(&mut t.validation_fraction, self.validation_fraction);
+    }
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -300,22 +353,38 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-fn progress_bar() -> impl FnMut(Progress<'_>) {
+/// Shows training progress: a bar on a terminal; otherwise (a batch job's log) one log line per
+/// stage and epoch, with the rate and the time left, in the configured log format.
+fn progress_reporter() -> impl FnMut(Progress<'_>) {
+    let terminal = std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
+    let mut phase: Option<(&'static str, usize, std::time::Instant)> = None;
     move |event| match event {
+        Progress::Stage(name) => {
+            if let Some(b) = bar.take() {
+                b.finish();
+            }
+            tracing::info!(stage = name, "training job");
+        }
         Progress::Phase { name, epochs } => {
             if let Some(b) = bar.take() {
                 b.finish();
             }
-            let b = ProgressBar::new(epochs as u64);
-            b.set_style(
-                ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} epochs {msg}")
-                    .expect("static template"),
-            );
-            b.set_prefix(name);
-            bar = Some(b);
+            phase = Some((name, epochs, std::time::Instant::now()));
+            if terminal {
+                let b = ProgressBar::new(epochs as u64);
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} epochs {msg}")
+                        .expect("static template"),
+                );
+                b.set_prefix(name);
+                bar = Some(b);
+            } else {
+                tracing::info!(phase = name, max_epochs = epochs, "training phase");
+            }
         }
         Progress::Epoch(r) => {
+            let precision = r.metrics.as_ref().map(|m| m.precision);
             if let Some(b) = &bar {
                 let figure = r
                     .metrics
@@ -327,212 +396,240 @@ fn progress_bar() -> impl FnMut(Progress<'_>) {
                 if b.position() >= b.length().unwrap_or(0) {
                     b.finish();
                 }
+            } else if let Some((name, epochs, started)) = phase {
+                // Wall time per epoch so far (evaluation included), times the epochs left: an
+                // upper bound under early stopping, which may stop sooner.
+                let per_epoch = started.elapsed().as_secs_f64() / r.epoch as f64;
+                tracing::info!(
+                    phase = name,
+                    epoch = r.epoch,
+                    max_epochs = epochs,
+                    loss = r.loss,
+                    precision,
+                    epoch_seconds = r.seconds,
+                    eta_seconds = (per_epoch * epochs.saturating_sub(r.epoch) as f64).round(),
+                    "epoch done"
+                );
             }
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let mut settings = Settings::load(cli.config.as_deref())?;
-    match cli.command {
+fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
         Command::Train(a) => {
-            apply_data_args(&mut settings, &a.data);
-            let t = &mut settings.train;
-            set(&mut settings.data.features, a.features);
-            set(&mut t.loss, a.loss);
-            set(&mut t.dim, a.dim);
-            if a.epochs.is_some() || a.early_stopping {
-                t.epochs = a.epochs;
-            }
-            t.refit_on_all &= !a.no_refit;
-            set(&mut t.learning_rate, a.learning_rate);
-            set(&mut t.l2, a.l2);
-            set(&mut t.max_sampled, a.max_sampled);
-            set(&mut t.max_epochs, a.max_epochs);
-            set(&mut t.patience, a.patience);
-            set(&mut t.out, a.out);
-            set(&mut t.init_std, a.init_std);
-            set(&mut t.user_id_dropout, a.user_id_dropout);
-            set(&mut t.item_id_dropout, a.item_id_dropout);
-            if a.side_learning_rate.is_some() {
-                t.side_learning_rate = a.side_learning_rate;
-            }
-            if a.train_min_rating.is_some() {
-                t.train_min_rating = a.train_min_rating;
-            }
-            set(&mut t.validation_fraction, a.validation_fraction);
-            let mut job = TrainJob::from_settings(&settings)?;
-            job.tune = a.tune;
-            job.validation_seed = a.validation_seed;
-            let activation = match (&a.activate_if, a.activate) {
-                (Some(rule), _) => Activation::If(rule.parse()?),
-                (None, true) => Activation::Always,
-                (None, false) => Activation::Never,
-            };
-            let url = settings.database.url.clone();
-            let store = if url.is_empty() || (a.no_register && a.source == Source::Files) {
-                None
-            } else {
-                Some(runtime()?.block_on(Store::open(&url))?)
-            };
-            let summary = match (a.source, &store) {
-                (Source::Db, Some(store)) => {
-                    let mut dataset = runtime()?.block_on(store.load_dataset())?;
-                    dataset.apply_split(&job.source.split, job.source.seed)?;
-                    pipeline::train_on(&job, dataset, &mut progress_bar())?
-                }
-                (Source::Db, None) => return Err("--source db needs database.url".into()),
-                (Source::Files, _) => pipeline::run_train(&job, &mut progress_bar())?,
-            };
-            let registration = match &store {
-                // Tuning runs are evaluated on validation data: not models to serve.
-                Some(store) if !a.no_register && !a.tune => {
-                    Some(runtime()?.block_on(pipeline::register(store, &summary, &activation))?)
-                }
-                _ => None,
-            };
-            for warning in &summary.warnings {
-                eprintln!("warning: {warning}");
-            }
-            if a.data.json {
-                let mut out = summary.to_json();
-                if let (Some(r), Some(obj)) = (&registration, out.as_object_mut()) {
-                    obj.insert("registry_id".into(), r.registry_id.into());
-                    obj.insert("activated".into(), r.activated.into());
-                }
-                println!("{}", serde_json::to_string(&out)?);
-            } else {
-                println!("{}", summary.to_text());
-                if let Some(r) = registration {
-                    println!("registry id {}: {}", r.registry_id, r.reason);
-                }
-            }
+            a.apply(&mut settings);
+            train(&a, &settings)
         }
         Command::Eval(a) => {
-            apply_data_args(&mut settings, &a.data);
-            let source = pipeline::data_source(&settings.data)?;
-            let pipeline::EvalOutcome { metrics, warnings } = pipeline::run_eval(
-                &a.model,
-                &source,
-                settings.train.eval_k,
-                settings.train.threads,
-            )?;
-            for warning in &warnings {
-                eprintln!("warning: {warning}");
-            }
-            if a.data.json {
-                println!("{}", serde_json::to_string(&metrics)?);
-            } else {
-                for (name, value) in metrics.named() {
-                    println!("{name:>14} {value:.4}");
-                }
-            }
+            a.data.apply(&mut settings);
+            eval(&a, &settings)
         }
         Command::Serve(a) => {
             set(&mut settings.server.bind, a.bind);
             set(&mut settings.server.model, a.model);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let app = server::Application::build(&settings).await?;
-                tracing::info!(addr = %app.local_addr()?, "listening");
-                app.run_until(server::shutdown_signal()).await
-            })?;
+            serve(&settings)
         }
-        Command::Healthcheck => {
-            server::healthcheck(&settings.server.bind, std::time::Duration::from_secs(3))?;
+        Command::Healthcheck => Ok(server::healthcheck(
+            &settings.server.bind,
+            std::time::Duration::from_secs(3),
+        )?),
+        Command::Migrate => migrate(&settings),
+        Command::Import(a) => import(a, &settings),
+        Command::Models(cmd) => models(cmd, &settings),
+        Command::BenchIndex(a) => bench_index(&a),
+    }
+}
+
+/// `fmrecall train`: the job, then its registration (one runtime and one connection pool for
+/// every database step).
+fn train(a: &TrainArgs, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let mut job = TrainJob::from_settings(settings)?;
+    job.tune = a.tune;
+    job.validation_seed = a.validation_seed;
+    let activation = match (&a.activate_if, a.activate) {
+        (Some(rule), _) => Activation::If(rule.parse()?),
+        (None, true) => Activation::Always,
+        (None, false) => Activation::Never,
+    };
+    let url = &settings.database.url;
+    // Tuning runs are evaluated on validation data: not models to serve.
+    let register = !a.no_register && !a.tune;
+    let needs_store = a.source == Source::Db || register;
+    let database = if url.is_empty() || !needs_store {
+        None
+    } else {
+        let rt = runtime()?;
+        let store = rt.block_on(Store::open(url))?;
+        Some((rt, store))
+    };
+    let mut progress = progress_reporter();
+    let summary = match (a.source, &database) {
+        (Source::Db, Some((rt, store))) => {
+            progress(Progress::Stage("loading data from the database"));
+            let mut dataset = rt.block_on(store.load_dataset())?;
+            dataset.apply_split(&job.source.split, job.source.seed)?;
+            pipeline::train_on(&job, dataset, &mut progress)?
         }
-        Command::Migrate => {
-            let store = runtime()?.block_on(Store::connect(&settings.database.url))?;
-            let applied = runtime()?.block_on(store.migrate())?;
+        (Source::Db, None) => return Err("--source db needs database.url".into()),
+        (Source::Files, _) => pipeline::run_train(&job, &mut progress)?,
+    };
+    let registration = match &database {
+        Some((rt, store)) if register => {
+            Some(rt.block_on(pipeline::register(store, &summary, &activation))?)
+        }
+        _ => None,
+    };
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if a.data.json {
+        let mut out = summary.to_json();
+        if let (Some(r), Some(obj)) = (&registration, out.as_object_mut()) {
+            obj.insert("registry_id".into(), r.registry_id.into());
+            obj.insert("activated".into(), r.activated.into());
+        }
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("{}", summary.to_text());
+        if let Some(r) = registration {
+            println!("registry id {}: {}", r.registry_id, r.reason);
+        }
+    }
+    Ok(())
+}
+
+/// `fmrecall eval`: a saved model's figures on a dataset and split.
+fn eval(a: &EvalArgs, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let source = pipeline::data_source(&settings.data)?;
+    let pipeline::EvalOutcome { metrics, warnings } = pipeline::run_eval(
+        &a.model,
+        &source,
+        settings.train.eval_k,
+        settings.train.threads,
+    )?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    if a.data.json {
+        println!("{}", serde_json::to_string(&metrics)?);
+    } else {
+        for (name, value) in metrics.named() {
+            println!("{name:>14} {}", pipeline::figure_text(&name, value));
+        }
+    }
+    Ok(())
+}
+
+/// `fmrecall serve`: until SIGTERM or Ctrl-C.
+fn serve(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    runtime()?.block_on(async {
+        let app = server::Application::build(settings).await?;
+        tracing::info!(addr = %app.local_addr()?, "listening");
+        app.run_until(server::shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+/// `fmrecall migrate`.
+fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let rt = runtime()?;
+    let store = rt.block_on(Store::connect(&settings.database.url))?;
+    let applied = rt.block_on(store.migrate())?;
+    println!(
+        "applied {applied} migration(s) to {}",
+        settings.database.url
+    );
+    Ok(())
+}
+
+/// `fmrecall import`: a dataset into the database.
+fn import(a: ImportArgs, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let mut data = settings.data.clone();
+    data.format = a.format;
+    set(&mut data.dir, a.dir);
+    set(&mut data.synthetic.users, a.users);
+    set(&mut data.synthetic.items, a.items);
+    set(&mut data.seed, a.seed);
+    // Every interaction goes in; training splits what it reads from the database itself.
+    data.split = "none".into();
+    let dataset = fmrecall::data::Dataset::load(&pipeline::data_source(&data)?)?;
+    let rt = runtime()?;
+    let store = rt.block_on(Store::open(&settings.database.url))?;
+    let report = rt.block_on(store.import_dataset(&dataset))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// `fmrecall models …`: the registry.
+fn models(cmd: ModelsCommand, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let rt = runtime()?;
+    let store = rt.block_on(Store::open(&settings.database.url))?;
+    match cmd {
+        ModelsCommand::List { json } => {
+            let models = rt.block_on(store.list_models())?;
+            if json {
+                println!("{}", serde_json::to_string(&models)?);
+                return Ok(());
+            }
             println!(
-                "applied {applied} migration(s) to {}",
-                settings.database.url
+                "{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  path",
+                "id", "status", "version", "P@10", "registered"
             );
-        }
-        Command::Import(a) => {
-            let mut data = settings.data.clone();
-            data.format = a.format;
-            set(&mut data.dir, a.dir);
-            set(&mut data.synthetic.users, a.users);
-            set(&mut data.synthetic.items, a.items);
-            set(&mut data.seed, a.seed);
-            data.split = "random:0.2".into();
-            let dataset = fmrecall::data::Dataset::load(&pipeline::data_source(&data)?)?;
-            let store = runtime()?.block_on(Store::open(&settings.database.url))?;
-            let report = runtime()?.block_on(store.import_dataset(&dataset))?;
-            println!("{}", serde_json::to_string(&report)?);
-        }
-        Command::Models(cmd) => {
-            let rt = runtime()?;
-            let store = rt.block_on(Store::open(&settings.database.url))?;
-            match cmd {
-                ModelsCommand::List { json } => {
-                    let models = rt.block_on(store.list_models())?;
-                    if json {
-                        println!("{}", serde_json::to_string(&models)?);
-                    } else {
-                        println!(
-                            "{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  path",
-                            "id", "status", "version", "P@10", "registered"
-                        );
-                        for m in models {
-                            let p = m.metrics.get("precision@10").and_then(|v| v.as_f64());
-                            println!(
-                                "{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  {}",
-                                m.id,
-                                format!("{:?}", m.status).to_lowercase(),
-                                m.version,
-                                p.map_or("-".into(), |p| format!("{p:.4}")),
-                                m.registered_at,
-                                m.artifact_path.display()
-                            );
-                        }
-                    }
-                }
-                ModelsCommand::Show { id } => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&rt.block_on(store.model(id))?)?
-                    );
-                }
-                ModelsCommand::Activate { id } => {
-                    let m = rt.block_on(store.activate(id, "cli"))?;
-                    println!("model {} ({}) is active", m.id, m.version);
-                }
-                ModelsCommand::Rollback => {
-                    let m = rt.block_on(store.rollback("cli"))?;
-                    println!("rolled back: model {} ({}) is active", m.id, m.version);
-                }
+            for m in models {
+                let p = m.metrics.get("precision@10").and_then(|v| v.as_f64());
+                println!(
+                    "{:>4}  {:<9}  {:<28}  {:>8}  {:<24}  {}",
+                    m.id,
+                    format!("{:?}", m.status).to_lowercase(),
+                    m.version,
+                    p.map_or("-".into(), |p| format!("{p:.4}")),
+                    m.registered_at,
+                    m.artifact_path.display()
+                );
             }
         }
-        Command::BenchIndex(a) => {
-            let (vectors, queries) = match &a.model {
-                Some(dir) => fmrecall::recall::bench::from_model(dir, a.queries)?,
-                None => bench::clustered(a.items, a.queries, a.dim, a.clusters, a.seed),
-            };
-            let params = HnswParams {
-                m: a.m,
-                ef_construction: a.ef_construction,
-                ..HnswParams::default()
-            };
-            let report = bench::run(
-                std::sync::Arc::new(vectors),
-                &queries,
-                &params,
-                &a.ef,
-                &a.indexes,
-                a.k,
-            )?;
-            for note in &report.notes {
-                println!("{note}");
-            }
-            print!("{}", bench::table(&report.rows, a.k));
-            if a.json {
-                println!("{}", serde_json::to_string(&report.rows)?);
-            }
+        ModelsCommand::Show { id } => {
+            let model = rt.block_on(store.model(id))?;
+            println!("{}", serde_json::to_string_pretty(&model)?);
         }
+        ModelsCommand::Activate { id } => {
+            let m = rt.block_on(store.activate(id, "cli"))?;
+            println!("model {} ({}) is active", m.id, m.version);
+        }
+        ModelsCommand::Rollback => {
+            let m = rt.block_on(store.rollback("cli"))?;
+            println!("rolled back: model {} ({}) is active", m.id, m.version);
+        }
+    }
+    Ok(())
+}
+
+/// `fmrecall bench-index`: build time, recall@k, queries/s and memory of each index.
+fn bench_index(a: &BenchIndexArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (vectors, queries) = match &a.model {
+        Some(dir) => bench::from_model(dir, a.queries)?,
+        None => bench::clustered(a.items, a.queries, a.dim, a.clusters, a.seed),
+    };
+    let params = HnswParams {
+        m: a.m,
+        ef_construction: a.ef_construction,
+        ..HnswParams::default()
+    };
+    let report = bench::run(
+        std::sync::Arc::new(vectors),
+        &queries,
+        &params,
+        &a.ef,
+        &a.indexes,
+        a.k,
+    )?;
+    for note in &report.notes {
+        println!("{note}");
+    }
+    print!("{}", bench::table(&report.rows, a.k));
+    if a.json {
+        println!("{}", serde_json::to_string(&report.rows)?);
     }
     Ok(())
 }
@@ -546,8 +643,13 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json_logs = Settings::load(cli.config.as_deref())
-        .is_ok_and(|s| s.server.log_format == fmrecall::config::LogFormat::Json);
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Lines go through a buffered writer thread; the guard flushes what is queued when main returns.
     // Lossy: under a flood of lines a full queue drops lines instead of stalling requests.
     let (writer, flush_logs) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -557,12 +659,12 @@ fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(tracing::Level::INFO);
-    if json_logs {
+    if settings.server.log_format == fmrecall::config::LogFormat::Json {
         logs.json().init();
     } else {
         logs.init();
     }
-    let result = run(cli);
+    let result = run(cli.command, settings);
     // Queued log lines first, so that they come before the error line below.
     drop(flush_logs);
     match result {

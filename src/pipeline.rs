@@ -139,6 +139,9 @@ pub enum Progress<'a> {
     },
     /// An epoch finished.
     Epoch(&'a EpochReport),
+    /// A step outside the epochs starts (loading the data, evaluating, writing the artifact), so
+    /// that a batch job's log says where the time goes.
+    Stage(&'static str),
 }
 
 /// The data prepared for one training run.
@@ -218,6 +221,7 @@ pub fn run_train(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, JobError> {
     job.params.check()?;
+    progress(Progress::Stage("loading data"));
     let dataset = Dataset::load(&job.source)?;
     train_on(job, dataset, progress)
 }
@@ -305,6 +309,9 @@ pub fn train_on(
         }
     };
     let early = matches!(job.epochs, EpochChoice::EarlyStopping { .. });
+    if full.eval.is_some() {
+        progress(Progress::Stage("evaluating"));
+    }
     let metrics = full
         .eval
         .as_ref()
@@ -389,6 +396,7 @@ pub fn train_on(
         now,
     );
     let out = PathBuf::from(job.out.to_string_lossy().replace("{version}", &version));
+    progress(Progress::Stage("writing the artifact"));
     let path = artifact.write(&out)?;
     crate::fm::report::write(&out, &outcome.history).map_err(|source| JobError::Report {
         path: out.clone(),
@@ -562,6 +570,7 @@ pub fn data_source(d: &crate::config::DataSettings) -> Result<DataSource, DataEr
         split: d.split.parse()?,
         seed: d.seed,
         synthetic: d.synthetic.clone(),
+        columns: d.columns.clone(),
     })
 }
 
@@ -702,12 +711,7 @@ impl TrainSummary {
             ModelFit::TrainSplit => {}
         }
         match (&self.metrics, &self.popularity) {
-            (Some(m), Some(p)) => {
-                out.push_str(&format!("{:>14} {:>8} {:>10}\n", "", "model", "popularity"));
-                for ((name, a), (_, b)) in m.named().into_iter().zip(p.named()) {
-                    out.push_str(&format!("{name:>14} {a:>8.4} {b:>10.4}\n"));
-                }
-            }
+            (Some(m), Some(p)) => out.push_str(&comparison_table(m, p)),
             _ if self.fit == ModelFit::AllUnevaluated => {}
             _ => out.push_str("no test positives: nothing evaluated\n"),
         }
@@ -718,15 +722,29 @@ impl TrainSummary {
     }
 }
 
+/// One figure as text: counts as integers, the rest to four decimals.
+pub fn figure_text(name: &str, value: f64) -> String {
+    if name == "users" {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+/// The model's figures and popularity's side by side, one row per figure.
+fn comparison_table(model: &Metrics, popularity: &Metrics) -> String {
+    let mut out = format!("{:>14} {:>8} {:>10}\n", "", "model", "popularity");
+    for ((name, a), (_, b)) in model.named().into_iter().zip(popularity.named()) {
+        let (a, b) = (figure_text(&name, a), figure_text(&name, b));
+        out.push_str(&format!("{name:>14} {a:>8} {b:>10}\n"));
+    }
+    out
+}
+
 /// The cold-start figures as text: the model and popularity side by side.
 fn cold_start_text(c: &ColdStart) -> String {
-    let table = |title: String, m: &Metrics, p: &Metrics| {
-        let mut out = format!("{title}\n{:>14} {:>8} {:>10}\n", "", "model", "popularity");
-        for ((name, a), (_, b)) in m.named().into_iter().zip(p.named()) {
-            out.push_str(&format!("{name:>14} {a:>8.4} {b:>10.4}\n"));
-        }
-        out
-    };
+    let table =
+        |title: String, m: &Metrics, p: &Metrics| format!("{title}\n{}", comparison_table(m, p));
     match c.kind {
         ColdKind::Users => table(
             format!(
@@ -763,16 +781,51 @@ fn cold_start_text(c: &ColdStart) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivationRule {
     metric: String,
-    op: &'static str,
+    op: Operator,
     value: f64,
+}
+
+/// How an activation rule compares the figure with its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operator {
+    AtLeast,
+    AtMost,
+    Above,
+    Below,
+}
+
+impl Operator {
+    /// The operators as written, two-character ones first so that `>=` is not read as `>`.
+    const ALL: [(&'static str, Operator); 4] = [
+        (">=", Operator::AtLeast),
+        ("<=", Operator::AtMost),
+        (">", Operator::Above),
+        ("<", Operator::Below),
+    ];
+
+    fn holds(self, figure: f64, value: f64) -> bool {
+        match self {
+            Operator::AtLeast => figure >= value,
+            Operator::AtMost => figure <= value,
+            Operator::Above => figure > value,
+            Operator::Below => figure < value,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("?", |(s, _)| s)
+    }
 }
 
 impl std::str::FromStr for ActivationRule {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        for op in [">=", "<=", ">", "<"] {
-            if let Some((metric, value)) = s.split_once(op) {
+        for (symbol, op) in Operator::ALL {
+            if let Some((metric, value)) = s.split_once(symbol) {
                 let value: f64 = value
                     .trim()
                     .parse()
@@ -809,12 +862,7 @@ impl ActivationRule {
                     names.join(", ")
                 )
             })?;
-        Ok(match self.op {
-            ">=" => figure >= self.value,
-            "<=" => figure <= self.value,
-            ">" => figure > self.value,
-            _ => figure < self.value,
-        })
+        Ok(self.op.holds(figure, self.value))
     }
 }
 
@@ -906,6 +954,6 @@ pub async fn register(
 
 impl std::fmt::Display for ActivationRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}{}", self.metric, self.op, self.value)
+        write!(f, "{}{}{}", self.metric, self.op.symbol(), self.value)
     }
 }

@@ -261,3 +261,42 @@ fn import_train_from_the_database_register_activate_and_roll_back() {
     let shown: serde_json::Value = serde_json::from_str(&run(&["models", "show", &b_id])).unwrap();
     assert_eq!(shown["status"], "retired");
 }
+
+#[test]
+fn a_batch_job_logs_its_stages_and_epochs_with_time_left_and_counts_print_as_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe here, as in a scheduler's log: no progress bar, log lines instead.
+    let train = fmrecall_in(dir.path())
+        .args(["train", "--format", "synthetic", "--users", "200"])
+        .args([
+            "--items",
+            "100",
+            "--dim",
+            "8",
+            "--epochs",
+            "3",
+            "--no-register",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    assert!(train.status.success());
+    let log = String::from_utf8_lossy(&train.stderr);
+    for line in [
+        "stage=\"loading data\"",
+        "phase=\"final\"",
+        "epoch=3",
+        "eta_seconds=",
+        "phase=\"refit\"",
+        "stage=\"writing the artifact\"",
+    ] {
+        assert!(log.contains(line), "{line} in {log}");
+    }
+    let summary = String::from_utf8_lossy(&train.stdout);
+    let users = summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("users"))
+        .expect("a users row");
+    assert!(!users.contains('.'), "{users}");
+}

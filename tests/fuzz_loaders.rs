@@ -178,6 +178,7 @@ fn load_and_use(dir: &Path, format: Format, split: &str) -> bool {
         split: split.parse().unwrap(),
         seed: 1,
         synthetic: SyntheticConfig::default(),
+        columns: Default::default(),
     };
     let Ok(dataset) = Dataset::load(&source) else {
         return false;

@@ -12,6 +12,7 @@ fn source(format: Format, dir: &Path, split: &str) -> DataSource {
         split: split.parse().unwrap(),
         seed: 1,
         synthetic: SyntheticConfig::default(),
+        columns: Default::default(),
     }
 }
 
@@ -286,4 +287,73 @@ fn the_real_movielens_100k_loads_when_present() {
         9430
     );
     assert_eq!(ds.interactions.len(), 100_000);
+}
+
+#[test]
+fn a_bad_row_names_its_line_whatever_the_line_endings_and_blank_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bytes, line) in [
+        (&b"user_id,item_id,rating\nu1,i1,4\nu2,i2,x\n"[..], 3),
+        (b"user_id,item_id,rating\r\nu1,i1,4\r\nu2,i2,x\r\n", 3),
+        (
+            b"user_id,item_id,rating\r\nu1,i1,4\r\n\r\n\r\nu2,i2,x\r\n",
+            5,
+        ),
+        (b"user_id,item_id,rating\r\nu1,i1,4\r\nu3,,5\r\n", 3),
+    ] {
+        write(dir.path(), "interactions.csv", bytes);
+        let e = Dataset::load(&source(Format::Csv, dir.path(), "random:0.2"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("interactions.csv:{line}:")),
+            "line {line} in {e} ({:?})",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[test]
+fn a_missing_data_folder_is_named_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    for format in [Format::Csv, Format::Movielens] {
+        let e = Dataset::load(&source(format, &missing, "random:0.2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope: no such folder"), "{e}");
+    }
+    write(dir.path(), "file.csv", b"x");
+    let e = Dataset::load(&source(Format::Csv, &dir.path().join("file.csv"), "none"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a folder"), "{e}");
+}
+
+#[test]
+fn interaction_columns_can_be_named_and_a_missing_one_lists_those_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "interactions.csv",
+        b"userId,movieId,rating,timestamp\n1,10,4.5,100\n2,10,3,101\n",
+    );
+    let mut s = source(Format::Csv, dir.path(), "none");
+    let e = Dataset::load(&s).unwrap_err().to_string();
+    for part in [
+        "interactions.csv:1:",
+        "no \"user_id\" column",
+        "found userId,movieId,rating,timestamp",
+        "--user-column",
+        "[data.columns]",
+    ] {
+        assert!(e.contains(part), "{part} in {e}");
+    }
+    s.columns.user = "userId".into();
+    s.columns.item = "MOVIEID".into();
+    let ds = Dataset::load(&s).unwrap();
+    assert_eq!(ds.interactions.len(), 2);
+    assert_eq!(ds.interactions[0].rating, Some(4.5));
+    assert_eq!(ds.interactions[1].timestamp, 101);
+    assert_eq!(ds.items[0].id, "10");
 }

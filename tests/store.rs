@@ -16,6 +16,7 @@ fn small_dataset() -> Dataset {
         dir: ".".into(),
         split: SplitSpec::Random(0.2),
         seed: 3,
+        columns: Default::default(),
         synthetic: SyntheticConfig {
             users: 60,
             items: 40,

@@ -5,15 +5,65 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use super::{entities, DataError, Dataset, IdIndex, Interaction, Part, SplitSpec};
+
+/// The names of the interaction file's columns (`[data.columns]`, `--user-column` …), matched
+/// without regard to case, so that an export keeps its own header (MovieLens' `userId,movieId`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CsvColumns {
+    /// The user id column.
+    pub user: String,
+    /// The item id column.
+    pub item: String,
+    /// The optional rating column.
+    pub rating: String,
+    /// The optional timestamp column (integer).
+    pub timestamp: String,
+}
+
+impl Default for CsvColumns {
+    fn default() -> Self {
+        CsvColumns {
+            user: "user_id".into(),
+            item: "item_id".into(),
+            rating: "rating".into(),
+            timestamp: "timestamp".into(),
+        }
+    }
+}
 
 /// Converts a csv crate error into one that names the file and line.
 pub(super) fn csv_error(path: &Path, e: csv::Error) -> DataError {
-    let line = e.position().map_or(0, |p| p.line());
+    let line = line_of(path, e.position());
     match e.into_kind() {
         csv::ErrorKind::Io(source) => DataError::io(path, source),
         csv::ErrorKind::Utf8 { err, .. } => DataError::bad_row(path, line, format!("{err}")),
         other => DataError::bad_row(path, line, format!("{other:?}")),
+    }
+}
+
+/// The 1-based line a record starts on, counted from its byte offset. The csv crate ends a CRLF
+/// line at its `\r` and starts the next record at the `\n`, so its own line count falls one short
+/// per CRLF ending before it: a bad row on line 3 was reported as 2. Only called
+/// for an error, so reading the file again costs nothing that matters.
+fn line_of(path: &Path, position: Option<&csv::Position>) -> u64 {
+    let Some(position) = position else {
+        return 0;
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let mut start = (position.byte() as usize).min(bytes.len());
+            // A record "starting" on line endings (that `\n`, or skipped blank lines) starts
+            // after them.
+            while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
+                start += 1;
+            }
+            1 + bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64
+        }
+        Err(_) => position.line(),
     }
 }
 
@@ -26,28 +76,39 @@ fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, DataError> {
         .from_reader(file))
 }
 
-/// Position of each named column in the header; `required` ones must be present.
+/// A header cell as compared with column names: no byte-order mark, no padding, lower case.
+fn header_name(cell: &str) -> String {
+    cell.trim_start_matches('\u{feff}')
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Position of each named column (names in lower case) in the header; `required` ones must be
+/// present, and the error for a missing one lists the columns found and says how to name others.
 fn columns(
     path: &Path,
     headers: &csv::StringRecord,
     required: &[&str],
     optional: &[&str],
+    how_to_name: &str,
 ) -> Result<HashMap<String, usize>, DataError> {
     let mut found = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
-        let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
+        let h = header_name(h);
         if required.contains(&h.as_str()) || optional.contains(&h.as_str()) {
             found.entry(h).or_insert(i);
         }
     }
     for r in required {
         if !found.contains_key(*r) {
+            let present: Vec<&str> = headers.iter().map(str::trim).collect();
             return Err(DataError::bad_row(
                 path,
                 1,
                 format!(
-                    "header has no {r:?} column (expected {})",
-                    required.join(",")
+                    "header has no {r:?} column (expected {}; found {}){how_to_name}",
+                    required.join(","),
+                    present.join(",")
                 ),
             ));
         }
@@ -57,47 +118,57 @@ fn columns(
 
 fn read_interactions(
     path: &Path,
+    names: &CsvColumns,
     part: Part,
-    users: &mut IdIndex,
-    items: &mut IdIndex,
+    (users, items): (&mut IdIndex, &mut IdIndex),
     out: &mut Vec<Interaction>,
 ) -> Result<(), DataError> {
     let mut rd = reader(path)?;
     let headers = rd.headers().map_err(|e| csv_error(path, e))?.clone();
+    let [user, item, rating, timestamp] =
+        [&names.user, &names.item, &names.rating, &names.timestamp]
+            .map(|n| n.trim().to_ascii_lowercase());
     let cols = columns(
         path,
         &headers,
-        &["user_id", "item_id"],
-        &["rating", "timestamp"],
+        &[&user, &item],
+        &[&rating, &timestamp],
+        "; name yours with --user-column, --item-column, --rating-column, --timestamp-column or \
+         [data.columns]",
     )?;
     for record in rd.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
-        let line = record.position().map_or(0, |p| p.line());
+        let position = record.position().cloned();
+        let line = || line_of(path, position.as_ref());
         if record.iter().all(str::is_empty) {
             continue;
         }
         let field = |name: &str| cols.get(name).and_then(|&i| record.get(i)).unwrap_or("");
-        let (u, i) = (field("user_id"), field("item_id"));
+        let (u, i) = (field(&user), field(&item));
         if u.is_empty() || i.is_empty() {
-            return Err(DataError::bad_row(path, line, "empty user_id or item_id"));
+            return Err(DataError::bad_row(
+                path,
+                line(),
+                format!("empty {user} or {item}"),
+            ));
         }
-        let rating = match field("rating") {
+        let rating = match field(&rating) {
             "" => None,
             r => match r.parse::<f32>() {
                 Ok(v) if v.is_finite() => Some(v),
                 _ => {
                     return Err(DataError::bad_row(
                         path,
-                        line,
+                        line(),
                         format!("rating {r:?} is not a finite number"),
                     ))
                 }
             },
         };
-        let timestamp = match field("timestamp") {
+        let timestamp = match field(&timestamp) {
             "" => 0,
             t => t.parse::<i64>().map_err(|_| {
-                DataError::bad_row(path, line, format!("timestamp {t:?} is not an integer"))
+                DataError::bad_row(path, line(), format!("timestamp {t:?} is not an integer"))
             })?,
         };
         out.push(Interaction {
@@ -120,7 +191,7 @@ fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
     }
     let mut rd = reader(path)?;
     let headers = rd.headers().map_err(|e| csv_error(path, e))?.clone();
-    let cols = columns(path, &headers, &["id"], &["features", "title"])?;
+    let cols = columns(path, &headers, &["id"], &["features", "title"], "")?;
     // Every other column is a feature of its own (`region` holding `r2` becomes `region:r2`), so
     // a column of the user's file is never ignored silently.
     let named = |i: usize| cols.values().any(|&c| c == i);
@@ -132,14 +203,15 @@ fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
         .collect();
     for record in rd.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
-        let line = record.position().map_or(0, |p| p.line());
+        let position = record.position().cloned();
+        let line = || line_of(path, position.as_ref());
         if record.iter().all(str::is_empty) {
             continue;
         }
         let field = |name: &str| cols.get(name).and_then(|&i| record.get(i)).unwrap_or("");
         let id = field("id");
         if id.is_empty() {
-            return Err(DataError::bad_row(path, line, "empty id"));
+            return Err(DataError::bad_row(path, line(), "empty id"));
         }
         let mut features = Vec::new();
         for f in field("features")
@@ -154,7 +226,7 @@ fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
                 _ => {
                     return Err(DataError::bad_row(
                         path,
-                        line,
+                        line(),
                         format!("feature {f:?} is not name:value"),
                     ))
                 }
@@ -175,7 +247,11 @@ fn read_side(path: &Path) -> Result<SideFeatures, DataError> {
 }
 
 /// Loads a CSV folder; a `file:` split reads the test interactions from a second interactions file.
-pub(super) fn load(dir: &Path, split: &SplitSpec) -> Result<Dataset, DataError> {
+pub(super) fn load(
+    dir: &Path,
+    split: &SplitSpec,
+    names: &CsvColumns,
+) -> Result<Dataset, DataError> {
     let path = dir.join("interactions.csv");
     if !path.is_file() {
         return Err(DataError::UnknownLayout(format!(
@@ -188,15 +264,21 @@ pub(super) fn load(dir: &Path, split: &SplitSpec) -> Result<Dataset, DataError> 
     let mut interactions = Vec::new();
     read_interactions(
         &path,
+        names,
         Part::Train,
-        &mut users,
-        &mut items,
+        (&mut users, &mut items),
         &mut interactions,
     )?;
     match split {
         SplitSpec::File(test_path) => {
             let mut test = Vec::new();
-            read_interactions(test_path, Part::Test, &mut users, &mut items, &mut test)?;
+            read_interactions(
+                test_path,
+                names,
+                Part::Test,
+                (&mut users, &mut items),
+                &mut test,
+            )?;
             super::split::merge_test_file(&mut interactions, test);
         }
         SplitSpec::Canonical(name) => {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use csv_format::CsvColumns;
 pub use split::{SplitSpec, ValidationSplit};
 pub use vocab::{FeatureRows, FeatureVocabulary};
 
@@ -174,14 +175,28 @@ pub struct DataSource {
     pub seed: u64,
     /// Size of the generated data set.
     pub synthetic: synthetic::SyntheticConfig,
+    /// Column names of the CSV format's interaction file.
+    #[serde(default)]
+    pub columns: CsvColumns,
 }
 
 impl Dataset {
     /// Loads and splits a dataset; the result has at least one train and one test interaction.
     pub fn load(source: &DataSource) -> Result<Dataset, DataError> {
+        if source.format != Format::Synthetic && !source.dir.is_dir() {
+            let what = if source.dir.exists() {
+                "not a folder"
+            } else {
+                "no such folder"
+            };
+            return Err(DataError::UnknownLayout(format!(
+                "{}: {what} (--data names the folder holding the data files)",
+                source.dir.display()
+            )));
+        }
         let mut dataset = match source.format {
             Format::Movielens => movielens::load(&source.dir, &source.split)?,
-            Format::Csv => csv_format::load(&source.dir, &source.split)?,
+            Format::Csv => csv_format::load(&source.dir, &source.split, &source.columns)?,
             Format::Synthetic => synthetic::generate(&source.synthetic, source.seed),
         };
         split::apply(&mut dataset, &source.split, source.seed)?;

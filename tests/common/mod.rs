@@ -55,6 +55,7 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
             dir: out.to_path_buf(),
             split: SplitSpec::Random(0.2),
             seed: 11,
+            columns: Default::default(),
             synthetic: SyntheticConfig {
                 users: 400,
                 items: 300,
