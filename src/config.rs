@@ -73,6 +73,10 @@ pub struct TrainSettings {
     pub train_min_rating: Option<f32>,
     /// Metric cut-off.
     pub eval_k: usize,
+    /// Epochs between evaluations of the per-epoch history (0: the last epoch only).
+    pub eval_every: usize,
+    /// Test users of the per-epoch history, a seeded sample (0: all of them).
+    pub eval_users: usize,
     /// Early stopping bound.
     pub max_epochs: usize,
     /// Early stopping patience.

@@ -229,6 +229,13 @@ struct TrainArgs {
     /// benchmarks, and for `fmrecall eval` afterwards).
     #[arg(long)]
     no_refit: bool,
+    /// Evaluate the per-epoch history every N epochs (0: only the last; default 1).
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Evaluate the per-epoch history on a seeded sample of N test users (0: all, the default);
+    /// the final figures are always on all test users.
+    #[arg(long)]
+    eval_users: Option<usize>,
     /// Early stopping: upper bound on epochs.
     #[arg(long)]
     max_epochs: Option<usize>,
@@ -344,6 +351,8 @@ impl TrainArgs {
             t.train_min_rating = self.train_min_rating;
         }
         set(&mut t.validation_fraction, self.validation_fraction);
+        set(&mut t.eval_every, self.eval_every);
+        set(&mut t.eval_users, self.eval_users);
     }
 }
 

@@ -97,3 +97,35 @@ fn a_dataset_without_positives_is_refused_clearly() {
     let e = run_train(&job, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("no positives"), "{e}");
 }
+
+#[test]
+fn the_per_epoch_history_can_be_thinned_and_sampled_while_the_final_figures_use_every_test_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = run_train(&synthetic_job(dir.path(), 7, FeatureSet::Ids), &mut |_| {}).unwrap();
+    let all_users = full.metrics.as_ref().unwrap().users;
+    assert_eq!(full.history_users, Some(all_users));
+
+    let mut job = synthetic_job(dir.path(), 7, FeatureSet::Ids);
+    job.eval_every = 3;
+    job.eval_users = Some(50);
+    let thin = run_train(&job, &mut |_| {}).unwrap();
+    let artifact = ModelArtifact::load(dir.path()).unwrap();
+    let history = &artifact.meta.training.history;
+    let evaluated: Vec<usize> = history
+        .iter()
+        .filter(|r| r.metrics.is_some())
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(evaluated, [3, 6, 7], "every third epoch and the last");
+    assert!(history
+        .iter()
+        .filter_map(|r| r.metrics.as_ref())
+        .all(|m| m.users == 50));
+    assert_eq!(thin.history_users, Some(50));
+    assert_eq!(artifact.meta.training.history_users, Some(50));
+    assert_eq!(thin.to_json()["history_users"], 50);
+    // The final figures: every test user, and the same model as the unsampled run (threads = 1).
+    let m = thin.metrics.unwrap();
+    assert_eq!(m.users, all_users);
+    assert_eq!(m.precision, full.metrics.unwrap().precision);
+}

@@ -82,6 +82,10 @@ pub struct TrainingInfo {
     pub train_seconds: f64,
     /// Per-epoch loss and figures of the evaluated run (the final run when nothing was evaluated).
     pub history: Vec<EpochReport>,
+    /// Test users the per-epoch figures of `history` were measured on: all of them, or a seeded
+    /// sample (`--eval-users`); absent from older files and when nothing was evaluated.
+    #[serde(default)]
+    pub history_users: Option<usize>,
     /// Under early stopping, the per-epoch figures on validation data that chose the epoch count
     /// (absent from files written before it was kept).
     #[serde(default)]

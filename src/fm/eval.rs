@@ -67,6 +67,19 @@ impl EvalSet {
         }
     }
 
+    /// The same evaluation over a seeded sample of `n` of its users (all of them when it has no
+    /// more), in their original order: a per-epoch history that costs `n` users, not all.
+    pub fn sample_users(&self, n: usize, seed: u64) -> EvalSet {
+        let mut picked: Vec<usize> = (0..self.users.len()).collect();
+        crate::rng::Rng::derive(seed, 0xE7A1).shuffle(&mut picked);
+        picked.truncate(n);
+        picked.sort_unstable();
+        EvalSet {
+            users: picked.into_iter().map(|i| self.users[i].clone()).collect(),
+            ..self.clone()
+        }
+    }
+
     /// The same evaluation over the users for which `keep` holds.
     pub fn only_users(&self, keep: impl Fn(u32) -> bool) -> EvalSet {
         EvalSet {

@@ -134,8 +134,14 @@ impl TrainParams {
 /// How many epochs to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
-    /// Exactly this many epochs.
-    Fixed(usize),
+    /// Exactly `epochs` epochs; the evaluation set, when given, is scored after every
+    /// `evaluate_every`-th epoch and after the last (the per-epoch history; 0: the last only).
+    Fixed {
+        /// Epochs to run.
+        epochs: usize,
+        /// Epochs between evaluations.
+        evaluate_every: usize,
+    },
     /// Up to `max_epochs`, stopping once the evaluation's precision@k, smoothed over
     /// neighbouring epochs ([`EpochChooser`]), has not improved for `patience` epochs, and keeping
     /// the best epoch's parameters. Requires an evaluation set, which must be validation data
@@ -642,7 +648,7 @@ pub fn train(
         return Err(TrainError::NoData("no items or no features".into()));
     }
     let (max_epochs, patience) = match schedule {
-        Schedule::Fixed(e) => (e, usize::MAX),
+        Schedule::Fixed { epochs, .. } => (epochs, usize::MAX),
         Schedule::EarlyStopping {
             max_epochs,
             patience,
@@ -689,7 +695,15 @@ pub fn train(
         let seconds = started.elapsed().as_secs_f64();
         train_seconds += seconds;
         let snapshot = params.snapshot();
-        let metrics = eval.map(|set| evaluate_model(&snapshot, set, hp.threads));
+        let evaluate_now = match schedule {
+            Schedule::Fixed { evaluate_every, .. } => {
+                epoch == max_epochs || (evaluate_every > 0 && epoch % evaluate_every == 0)
+            }
+            Schedule::EarlyStopping { .. } => true,
+        };
+        let metrics = eval
+            .filter(|_| evaluate_now)
+            .map(|set| evaluate_model(&snapshot, set, hp.threads));
         let report = EpochReport {
             epoch,
             loss: loss_sum / order.len() as f64,
@@ -710,7 +724,7 @@ pub fn train(
     }
     let (best_epoch, model) = match schedule {
         Schedule::EarlyStopping { .. } => chooser.finish(),
-        Schedule::Fixed(_) => last,
+        Schedule::Fixed { .. } => last,
     }
     .unwrap_or_else(|| (0, params.snapshot()));
     Ok(TrainOutcome {

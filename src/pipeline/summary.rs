@@ -33,6 +33,8 @@ pub struct TrainSummary {
     pub fit: ModelFit,
     /// The feature set applied (`auto` resolved).
     pub features: FeatureSet,
+    /// Test users the per-epoch history was measured on (a sample under `--eval-users`).
+    pub history_users: Option<usize>,
     /// Things the user should know about the run, e.g. side features of the data left unused.
     pub warnings: Vec<String>,
     /// Path of the written model file.
@@ -65,6 +67,9 @@ impl TrainSummary {
             serde_json::to_value(self.features).unwrap_or_default(),
         );
         obj.insert("warnings".into(), self.warnings.clone().into());
+        if let Some(users) = self.history_users {
+            obj.insert("history_users".into(), users.into());
+        }
         obj.insert(
             "artifact".into(),
             self.artifact.display().to_string().into(),

@@ -67,6 +67,12 @@ pub struct TrainJob {
     /// The deployment path: once the run on the train split is evaluated, train again on every
     /// interaction with the same settings and epoch count and keep that model (see [`ModelFit`]).
     pub refit_on_all: bool,
+    /// Epochs between two evaluations of the per-epoch history (the last epoch is always
+    /// evaluated; 0: only the last).
+    pub eval_every: usize,
+    /// The per-epoch history on a seeded sample of this many test users (None: all of them); the
+    /// final figures are always on all test users.
+    pub eval_users: Option<usize>,
 }
 
 /// Progress events for whoever draws a progress bar.
@@ -202,21 +208,29 @@ pub fn train_on(
         .into());
     }
     let n = vocab.len();
-    let fixed = |prepared: &Prepared, n: usize, epochs: usize, r: &mut dyn FnMut(&EpochReport)| {
-        train(
-            &job.params,
-            &prepared.training,
-            n,
-            prepared.eval.as_ref(),
-            Schedule::Fixed(epochs),
-            r,
-        )
+    // The per-epoch history of the evaluated run, on a seeded sample of the test users when asked
+    // (the final figures below are on all of them).
+    let history_set = full.eval.as_ref().map(|set| match job.eval_users {
+        Some(n) if n < set.users.len() => set.sample_users(n, job.params.seed),
+        _ => set.clone(),
+    });
+    let history_users = history_set.as_ref().map(|set| set.users.len());
+    let fixed = |prepared: &Prepared,
+                 history: Option<&EvalSet>,
+                 n: usize,
+                 epochs: usize,
+                 r: &mut dyn FnMut(&EpochReport)| {
+        let schedule = Schedule::Fixed {
+            epochs,
+            evaluate_every: job.eval_every,
+        };
+        train(&job.params, &prepared.training, n, history, schedule, r)
     };
     let mut validation_history = Vec::new();
     let outcome: TrainOutcome = match job.epochs {
-        EpochChoice::Fixed(epochs) => {
-            phase(progress, "final", epochs, |r| fixed(&full, n, epochs, r))?
-        }
+        EpochChoice::Fixed(epochs) => phase(progress, "final", epochs, |r| {
+            fixed(&full, history_set.as_ref(), n, epochs, r)
+        })?,
         EpochChoice::EarlyStopping {
             max_epochs,
             patience,
@@ -244,7 +258,9 @@ pub fn train_on(
             validation_history = chosen.history.clone();
             if refit {
                 let epochs = chosen.best_epoch.max(1);
-                phase(progress, "final", epochs, |r| fixed(&full, n, epochs, r))?
+                phase(progress, "final", epochs, |r| {
+                    fixed(&full, history_set.as_ref(), n, epochs, r)
+                })?
             } else {
                 chosen
             }
@@ -287,7 +303,9 @@ pub fn train_on(
         let all = prepare(&everything, &vocab_all, thresholds, job.eval_k);
         let epochs = outcome.best_epoch.max(1);
         let n_all = vocab_all.len();
-        let refitted = phase(progress, "refit", epochs, |r| fixed(&all, n_all, epochs, r))?;
+        let refitted = phase(progress, "refit", epochs, |r| {
+            fixed(&all, None, n_all, epochs, r)
+        })?;
         let seconds = refitted.train_seconds;
         (
             ModelFit::AllAfterEvaluation,
@@ -326,6 +344,7 @@ pub fn train_on(
         early_stopping: early,
         train_seconds: outcome.train_seconds,
         history: outcome.history.clone(),
+        history_users,
         validation_history,
         fit,
     };
@@ -345,6 +364,7 @@ pub fn train_on(
         source,
     })?;
     Ok(TrainSummary {
+        history_users,
         metrics,
         popularity: popularity_metrics,
         popularity_training,
@@ -579,6 +599,8 @@ impl TrainJob {
             validation_fraction: t.validation_fraction,
             validation_seed: None,
             refit_on_all: t.refit_on_all,
+            eval_every: t.eval_every,
+            eval_users: (t.eval_users > 0).then_some(t.eval_users),
         })
     }
 }

@@ -74,6 +74,8 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
         validation_seed: None,
         // The evaluated model itself: what most tests examine (the deployment path has its own).
         refit_on_all: false,
+        eval_every: 1,
+        eval_users: None,
     }
 }
 
