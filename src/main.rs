@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train an FM from implicit feedback, evaluate it and write a versioned artifact.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a saved model on a dataset and split.
     Eval(EvalArgs),
     /// Benchmark the recall indexes (exact, our graph with and without the norm walk, hnswlib,
