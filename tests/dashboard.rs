@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::http::{test_settings, TestApp};
 use fmrecall::data::FeatureSet;
 use fmrecall::fm::ModelArtifact;
-use fmrecall::pipeline::{run_train, EpochChoice};
+use fmrecall::pipeline::{run_train, EpochChoice, TrainSummary};
 use fmrecall::recall::IndexKind;
 use serde_json::{json, Value};
 
@@ -25,6 +25,19 @@ fn train(dir: &Path, epochs: usize) -> ModelArtifact {
     let job = common::synthetic_job(dir, epochs, FeatureSet::Hybrid);
     run_train(&job, &mut |_| {}).unwrap();
     ModelArtifact::load(dir).unwrap()
+}
+
+/// Trains a hybrid model the way `fmrecall train` does by default: epochs chosen on validation data
+/// (at most `max_epochs`), evaluated, then refit on everything.
+fn train_deployed(dir: &Path, max_epochs: usize) -> TrainSummary {
+    let mut job = common::synthetic_job(dir, 0, FeatureSet::Hybrid);
+    job.epochs = EpochChoice::EarlyStopping {
+        max_epochs,
+        patience: 3,
+        refit: true,
+    };
+    job.refit_on_all = true;
+    run_train(&job, &mut |_| {}).unwrap()
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -150,14 +163,7 @@ async fn the_training_history_is_the_artifacts_and_matches_history_csv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_shows_the_validation_run_that_chose_the_epoch_and_what_the_model_fitted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut job = common::synthetic_job(dir.path(), 0, FeatureSet::Hybrid);
-    job.epochs = EpochChoice::EarlyStopping {
-        max_epochs: 12,
-        patience: 3,
-        refit: true,
-    };
-    job.refit_on_all = true;
-    let summary = run_train(&job, &mut |_| {}).unwrap();
+    let summary = train_deployed(dir.path(), 12);
     let app = TestApp::spawn(test_settings(dir.path(), TOKEN)).await;
 
     let h = app.get("/v1/model/history").await.json();
@@ -435,16 +441,8 @@ async fn the_dashboard_works_in_headless_chromium() {
     };
 
     let dir = tempfile::tempdir().unwrap();
-    // The deployment path, as `fmrecall train` runs by default: epochs chosen on validation data,
-    // evaluated, refit on everything; the model panel marks the chosen epoch.
-    let mut job = common::synthetic_job(dir.path(), 0, FeatureSet::Hybrid);
-    job.epochs = EpochChoice::EarlyStopping {
-        max_epochs: 15,
-        patience: 3,
-        refit: true,
-    };
-    job.refit_on_all = true;
-    run_train(&job, &mut |_| {}).unwrap();
+    // The deployment path: the model panel marks the chosen epoch.
+    train_deployed(dir.path(), 15);
     let artifact = ModelArtifact::load(dir.path()).unwrap();
     let mut settings = test_settings(dir.path(), TOKEN);
     // Our graph index even on this small catalog, so the model panel shows a measured recall.
