@@ -172,17 +172,18 @@ async fn the_history_shows_the_validation_run_that_chose_the_epoch_and_what_the_
     assert_eq!(h["fit"], "all_after_evaluation");
     let validation = h["validation"].as_array().unwrap();
     assert!(validation.len() >= summary.epochs, "{h}");
-    // The chosen epoch is the validation run's best precision (the first such, on ties).
-    let precision = |row: &Value| row["precision"].as_f64().unwrap();
-    let best = validation
+    // The chosen epoch is the validation run's best precision averaged with up to two epochs on
+    // each side (the first such, on ties).
+    let precision: Vec<f64> = validation
         .iter()
-        .map(precision)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let first_best = validation
-        .iter()
-        .position(|r| precision(r) == best)
-        .unwrap();
-    assert_eq!(first_best + 1, summary.epochs);
+        .map(|row| row["precision"].as_f64().unwrap())
+        .collect();
+    let smoothed = |e: usize| {
+        let window = &precision[e.saturating_sub(2)..(e + 3).min(precision.len())];
+        window.iter().sum::<f64>() / window.len() as f64
+    };
+    let best = (0..precision.len()).fold(0, |b, e| if smoothed(e) > smoothed(b) { e } else { b });
+    assert_eq!(best + 1, summary.epochs);
     // The evaluated run trains exactly the chosen count, figures on the test split each epoch.
     assert_eq!(h["epochs"].as_array().unwrap().len(), summary.epochs);
 
