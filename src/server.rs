@@ -203,8 +203,8 @@ impl Application {
         let loader = {
             let state = state.clone();
             async move {
-                api::refresh_catalog(&state).await;
-                api::swap_model(&state, model_path).await
+                state.live.refresh_catalog().await;
+                state.live.swap(model_path).await
             }
         };
         let serving = tokio::spawn(server);
@@ -225,7 +225,7 @@ impl Application {
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(poll).await;
-                        api::sync_with_registry(&state).await;
+                        state.live.sync_with_registry().await;
                     }
                 })
             };

@@ -74,11 +74,11 @@ pub async fn reload(
         .path
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| state.settings.model.clone());
-    let (version, previous_version, load_seconds) = super::swap_model(&state, path).await?;
+    let swapped = state.live.swap(path).await?;
     Ok(Json(ReloadResponse {
-        version,
-        previous_version,
-        load_seconds,
+        version: swapped.version,
+        previous_version: swapped.previous_version,
+        load_seconds: swapped.load_seconds,
     }))
 }
 
@@ -170,7 +170,7 @@ pub async fn activate(
     authorize(&state, &headers)?;
     let Path(id) = id.map_err(|e| ApiError::field("id", e.body_text()))?;
     let active = store(&state)?.activate(id, "http").await?;
-    super::sync_with_registry(&state).await;
+    state.live.sync_with_registry().await;
     Ok(Json(ModelChange { active }))
 }
 
@@ -184,6 +184,6 @@ pub async fn rollback(
 ) -> Result<Json<ModelChange>, ApiError> {
     authorize(&state, &headers)?;
     let active = store(&state)?.rollback("http").await?;
-    super::sync_with_registry(&state).await;
+    state.live.sync_with_registry().await;
     Ok(Json(ModelChange { active }))
 }

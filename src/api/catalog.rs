@@ -73,7 +73,7 @@ pub async fn put_user(
         }
     }
     store(&state)?.upsert_user(&user_id, &body.features).await?;
-    let unknown_features = match state.model.load_full() {
+    let unknown_features = match state.live.current() {
         Some(m) => m.meta().vocabulary.encode(&body.features).1,
         None => Vec::new(),
     };
@@ -117,7 +117,7 @@ pub async fn patch_item(
     let db = store(&state)?;
     if !db.set_item_active(&item_id, body.active).await? {
         // An item the model knows but the catalog table has not seen yet (served from a file).
-        let model = state.model.load_full();
+        let model = state.live.current();
         let entity = model.as_ref().and_then(|m| m.item(&item_id).cloned());
         let Some(entity) = entity else {
             return Err(ApiError::UnknownItem(format!("unknown item {item_id:?}")));
@@ -125,7 +125,7 @@ pub async fn patch_item(
         db.import_items(&[entity]).await?;
         db.set_item_active(&item_id, body.active).await?;
     }
-    super::refresh_catalog(&state).await;
+    state.live.refresh_catalog().await;
     Ok(Json(ItemState {
         item_id,
         active: body.active,

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::layers::LayerError;
-use crate::serving::ServeError;
+use crate::serving::{ServeError, SwapError};
 
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +174,15 @@ impl From<ServeError> for ApiError {
             ServeError::Artifact(_) | ServeError::Index(_) | ServeError::Render(_) => {
                 ApiError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<SwapError> for ApiError {
+    fn from(e: SwapError) -> Self {
+        match e {
+            SwapError::Refused(reason) => ApiError::ModelRefused(reason),
+            SwapError::Loader(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -1,7 +1,5 @@
 //! Handlers for recall, scoring, similar items, the model, health and admin: parse, call, map.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
-use crate::serving::{RecallQuery, Recalled, ScoredItem, ServingModel, UserSpec};
+use crate::serving::{RecallQuery, Recalled, RefusedModel, ScoredItem, ServingModel, UserSpec};
 
 fn default_k() -> usize {
     10
@@ -207,7 +205,7 @@ pub struct ModelResponse {
     pub index_quality: serde_json::Value,
     /// The registry's active model when this service refused to load it (its file is missing,
     /// altered or broken): the version above, the previous one, keeps serving. Null otherwise.
-    pub registry_refused: Option<super::RefusedModel>,
+    pub registry_refused: Option<RefusedModel>,
 }
 
 /// Liveness.
@@ -215,10 +213,6 @@ pub struct ModelResponse {
 pub struct Health {
     /// `ok`, or `ready` / `not_ready` on /readyz.
     pub status: String,
-}
-
-fn serving(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
-    state.model.load_full().ok_or(ApiError::NotReady)
 }
 
 /// A user the model does not know but the catalog does (created with `PUT /v1/users/{id}` after
@@ -281,7 +275,7 @@ pub async fn recall(
     ApiJson(req): ApiJson<RecallRequest>,
 ) -> Result<Response, ApiError> {
     let mut query = req.into_query(state.settings.max_k, "")?;
-    let model = serving(&state)?;
+    let model = state.serving()?;
     with_catalog_features(&state, &model, &mut query.user).await?;
     let work = model.recall_work(&query);
     state
@@ -315,7 +309,7 @@ pub async fn recall_batch(
         .enumerate()
         .map(|(i, q)| q.into_query(state.settings.max_k, &format!("queries[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let model = serving(&state)?;
+    let model = state.serving()?;
     state
         .compute(move || {
             let results: Vec<BatchItem> = queries
@@ -364,7 +358,7 @@ pub async fn score(
             "give a user_id or a list of features",
         ));
     }
-    let model = serving(&state)?;
+    let model = state.serving()?;
     let mut user = UserSpec {
         id: req.user_id,
         features: req.features,
@@ -405,7 +399,7 @@ pub async fn similar(
             format!("k must be in 1..={max}, got {k}"),
         ));
     }
-    let model = serving(&state)?;
+    let model = state.serving()?;
     state
         .compute(move || {
             let items = model.similar(&item_id, k)?;
@@ -460,7 +454,7 @@ fn rfc3339_of(t: std::time::SystemTime) -> String {
 #[utoipa::path(get, path = "/v1/model", tag = "model",
     responses((status = 200, body = ModelResponse), (status = 503, body = ErrorBody)))]
 pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>, ApiError> {
-    let m = serving(&state)?;
+    let m = state.serving()?;
     let meta = m.meta();
     let training = &meta.training;
     Ok(Json(ModelResponse {
@@ -490,7 +484,7 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
         cold_start: serde_json::to_value(&meta.cold_start).unwrap_or_default(),
         index: serde_json::to_value(m.index_info()).unwrap_or_default(),
         index_quality: serde_json::to_value(m.index_quality()).unwrap_or_default(),
-        registry_refused: state.refused(),
+        registry_refused: state.live.refused(),
     }))
 }
 
@@ -506,7 +500,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.model.load().is_some() {
+    if state.live.is_serving() {
         (
             StatusCode::OK,
             Json(Health {

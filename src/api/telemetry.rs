@@ -166,7 +166,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 
 /// `GET /metrics` body.
 pub fn metrics_response(state: &AppState) -> Response {
-    let model = state.model.load_full();
+    let model = state.live.current();
     let gauges = model
         .as_ref()
         .map(|m| (m.meta().version.as_str(), m.item_count()));
