@@ -7,6 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
@@ -29,6 +31,15 @@ fn limit(state: &AppState, given: Option<usize>, default: usize) -> Result<usize
         ));
     }
     Ok(value)
+}
+
+/// The browsing routes: public, no token.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(features))
+        .routes(routes!(user))
+        .routes(routes!(items))
 }
 
 /// The serving model's training history.

@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::routing::get;
+use axum::{middleware, Router};
 use tower::ServiceBuilder;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::ServerSettings;
 use crate::layers::LayerLimits;
@@ -119,18 +121,11 @@ impl AppState {
     }
 }
 
-/// The OpenAPI 3 document of every endpoint.
+/// The OpenAPI document's title, description and security scheme; its paths and schemas come from
+/// the routes each module registers ([`api_routes`]).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fmrecall", description = "Recommendation recall on a Factorization Machine."),
-    paths(
-        routes::recall, routes::recall_batch, routes::score, routes::similar, routes::model,
-        routes::healthz, routes::readyz, routes::metrics, admin::reload, admin::list_models,
-        admin::activate, admin::rollback, catalog::put_user, catalog::patch_item, catalog::post_events,
-        layers::batchnorm, layers::layernorm, layers::dropout, layers::rnn, layers::lstm,
-        layers::gcn, layers::gnn, layers::fm, layers::rnn_stability, layers::gnn_smoothing,
-        explore::history, explore::features, explore::user, explore::items,
-    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -148,8 +143,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+/// Every documented route, each registered once beside its handler, with the write and admin
+/// routes behind their tokens: the router and the OpenAPI document both come from here.
+pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::routes())
+        .merge(explore::routes())
+        .merge(layers::routes())
+        .merge(catalog::routes(state))
+        .merge(admin::routes(state))
 }
 
 async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
@@ -161,52 +163,24 @@ async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
     error::error_response(status, code, err.to_string(), None)
 }
 
-/// The dashboard at `/` and the public read routes it browses with (beside the write routes of
-/// the same paths).
-fn explore_routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/dashboard/{file}", get(dashboard::asset))
-        .route("/v1/model/history", get(explore::history))
-        .route("/v1/model/features", get(explore::features))
-        .route("/v1/users/{user_id}", get(explore::user))
-        .route("/v1/items", get(explore::items))
-}
-
 /// Every route, with limits (body size → 413, time → 408, concurrency → 503) and telemetry.
 pub fn router(state: AppState) -> Router {
     let s = state.settings.clone();
-    Router::new()
-        .route("/v1/recall", post(routes::recall))
-        .route("/v1/recall/batch", post(routes::recall_batch))
-        .route("/v1/score", post(routes::score))
-        .route("/v1/items/{item_id}/similar", get(routes::similar))
-        .route("/v1/model", get(routes::model))
-        .route("/v1/admin/reload", post(admin::reload))
-        .route("/v1/admin/models", get(admin::list_models))
-        .route("/v1/admin/models/{id}/activate", post(admin::activate))
-        .route("/v1/admin/rollback", post(admin::rollback))
-        .route("/v1/users/{user_id}", axum::routing::put(catalog::put_user))
+    let (routes, openapi) = api_routes(&state).split_for_parts();
+    // Written once: the document changes only with the binary.
+    let openapi = axum::body::Bytes::from(
+        serde_json::to_vec(&openapi).expect("an OpenAPI document has string keys only"),
+    );
+    routes
         .route(
-            "/v1/items/{item_id}",
-            axum::routing::patch(catalog::patch_item),
+            "/openapi.json",
+            get(move || {
+                let body = openapi.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], body) }
+            }),
         )
-        .route("/v1/events", post(catalog::post_events))
-        .route("/v1/layers/batchnorm", post(layers::batchnorm))
-        .route("/v1/layers/layernorm", post(layers::layernorm))
-        .route("/v1/layers/dropout", post(layers::dropout))
-        .route("/v1/layers/rnn", post(layers::rnn))
-        .route("/v1/layers/lstm", post(layers::lstm))
-        .route("/v1/layers/gcn", post(layers::gcn))
-        .route("/v1/layers/gnn", post(layers::gnn))
-        .route("/v1/layers/fm", post(layers::fm))
-        .route("/v1/layers/rnn/stability", post(layers::rnn_stability))
-        .route("/v1/layers/gnn/smoothing", post(layers::gnn_smoothing))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(openapi))
-        .merge(explore_routes())
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{file}", get(dashboard::asset))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(s.body_limit_bytes))
         .layer(

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
@@ -414,6 +416,19 @@ pub async fn similar(
             )
         })
         .await
+}
+
+/// Recall, scoring, similar items, the model, health and metrics: public, no token.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(recall))
+        .routes(routes!(recall_batch))
+        .routes(routes!(score))
+        .routes(routes!(similar))
+        .routes(routes!(model))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// A 200 JSON response, serialized where the answer still borrows from the serving model (see
