@@ -31,6 +31,9 @@ pub enum ServerError {
     /// The configured model could not be served.
     #[error("{0}")]
     Model(String),
+    /// The model named by `--model` or `server.model` is not there.
+    #[error("model not found: {} (--model or server.model names an artifact folder or its model file)", .0.display())]
+    ModelNotFound(PathBuf),
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -83,6 +86,11 @@ pub async fn choose_model(
 ) -> Result<ModelChoice, ServerError> {
     let configured = &settings.server.model;
     if !configured.as_os_str().is_empty() {
+        // Checked before binding: a service that said "listening" and then stopped looked alive.
+        let file = crate::fm::artifact::model_file(configured);
+        if !file.exists() {
+            return Err(ServerError::ModelNotFound(file));
+        }
         return Ok(ModelChoice {
             path: configured.clone(),
             follow_registry: false,
@@ -103,7 +111,9 @@ pub async fn choose_model(
         // registry names (or none): stop with the reason, as for a model that does not load.
         crate::store::verify_artifact(&active).map_err(|e| {
             ServerError::Model(format!(
-                "the registry's active model {} ({}) is refused: {e}",
+                "the registry's active model {} ({}) is refused: {e}; to serve another, run \
+                 `fmrecall models rollback` (the one active before), `fmrecall models activate ID` \
+                 (ids: `fmrecall models list`), or serve a file with `fmrecall serve --model DIR`",
                 active.id, active.version
             ))
         })?;
@@ -203,8 +213,8 @@ impl Application {
         let loader = {
             let state = state.clone();
             async move {
-                api::refresh_catalog(&state).await;
-                api::swap_model(&state, model_path).await
+                state.live.refresh_catalog().await;
+                state.live.swap(model_path).await
             }
         };
         let serving = tokio::spawn(server);
@@ -225,7 +235,7 @@ impl Application {
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(poll).await;
-                        api::sync_with_registry(&state).await;
+                        state.live.sync_with_registry().await;
                     }
                 })
             };

@@ -1,5 +1,6 @@
 //! A model ready to serve: the artifact, its item vectors, the recall index over them, and the
 //! look-ups from external ids. Pure computation: the HTTP layer parses requests and calls these.
+//! [`LiveModel`] holds the one serving now and swaps it (file, registry, catalog).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use crate::recall::{
 use crate::vectors::ItemVectors;
 
 mod browse;
+mod live;
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
+pub use live::{LiveModel, RefusedModel, SwapError, Swapped};
 
 /// Why a request could not be answered, or a model could not be loaded.
 #[derive(Debug, thiserror::Error)]

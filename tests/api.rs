@@ -38,6 +38,16 @@ fn models() -> Fixture {
     }
 }
 
+/// The train items of `user` in the model at `dir`: what exclude-seen leaves out.
+fn seen_by(dir: &Path, user: &str) -> Vec<String> {
+    let meta = ModelArtifact::load(dir).unwrap().meta;
+    let u = meta.users.iter().position(|u| u.id == user).unwrap();
+    meta.seen[u]
+        .iter()
+        .map(|&i| meta.items[i as usize].id.clone())
+        .collect()
+}
+
 fn ids(items: &Value) -> Vec<String> {
     items
         .as_array()
@@ -115,17 +125,7 @@ async fn recall_score_similar_and_model_answer_consistently() {
 async fn exclude_seen_and_exclude_items_remove_items_and_batches_answer_in_order() {
     let f = models();
     let app = TestApp::spawn(test_settings(&f.model_a, TOKEN)).await;
-    let artifact = ModelArtifact::load(&f.model_a).unwrap();
-    let u = artifact
-        .meta
-        .users
-        .iter()
-        .position(|u| u.id == "3")
-        .unwrap();
-    let seen: Vec<String> = artifact.meta.seen[u]
-        .iter()
-        .map(|&i| artifact.meta.items[i as usize].id.clone())
-        .collect();
+    let seen = seen_by(&f.model_a, "3");
 
     let all = ids(&app
         .post(
@@ -184,6 +184,90 @@ async fn a_new_user_is_served_from_features_and_unknown_features_are_reported() 
     assert_eq!(body["cold_start"], true);
     assert_eq!(body["unknown_features"], json!(["planet:mars"]));
     assert_eq!(body["items"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_user_with_features_is_served_in_that_context_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train(dir.path(), 1);
+    let app = TestApp::spawn(test_settings(&model, TOKEN)).await;
+    let seen = seen_by(&model, "3").len();
+    let recall = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.post("/v1/recall", &body).await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()
+        }
+    };
+    let alone = recall(json!({"user_id": "3", "k": 300})).await;
+    let context = recall(json!({"user_id": "3", "features": ["region:r2"], "k": 300})).await;
+    let cold = recall(json!({"features": ["region:r2"], "k": 300})).await;
+    // Not a cold start: the user's train items are still left out, and the id still counts.
+    assert_eq!(context["cold_start"], false);
+    assert_eq!(context["items"].as_array().unwrap().len(), 300 - seen);
+    assert_ne!(context["items"], alone["items"], "the features count");
+    assert_ne!(
+        context["items"][0]["score"], cold["items"][0]["score"],
+        "the id counts"
+    );
+    // And the API says so.
+    let doc = app.get("/openapi.json").await.json();
+    for schema in ["RecallRequest", "ScoreRequest"] {
+        let said = doc["components"]["schemas"][schema]["properties"]["features"]["description"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            said.contains("replace that user's side features") && said.contains("cold start"),
+            "{schema}: {said}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_parameters_stored_as_f32_show_their_shortest_decimal() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train(dir.path(), 1);
+    let app = TestApp::spawn(test_settings(&model, TOKEN)).await;
+    let m = app.get("/v1/model").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(text.contains("\"learning_rate\":0.05,"), "{text}");
+    assert!(!text.contains("0.0500000007"), "{text}");
+    assert_eq!(m.json()["training"]["min_rating"], json!(4.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train(dir.path(), 1);
+    let mut settings = test_settings(&model, TOKEN);
+    settings.server.body_limit_bytes = 4096;
+    let app = TestApp::spawn(settings).await;
+    let big = json!({"user_id": "3", "exclude_items": vec!["x".repeat(100); 100]});
+    let tensor = json!({"x": vec![vec![1.0; 64]; 64], "p": 0.5});
+    let auth = format!("Bearer {TOKEN}");
+    for a in [
+        app.post("/v1/recall", &big).await,
+        app.post("/v1/layers/dropout", &tensor).await,
+        app.request(
+            "POST",
+            "/v1/admin/reload",
+            Some(big.to_string().as_bytes()),
+            &[("Authorization", &auth)],
+        )
+        .await,
+    ] {
+        assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.error_code(), "payload_too_large");
+        let message = a.json()["error"]["message"].as_str().unwrap().to_string();
+        assert_eq!(
+            message,
+            "request body exceeds 4096 bytes (server.body_limit_bytes)"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

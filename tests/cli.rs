@@ -163,6 +163,38 @@ fn a_bad_row_fails_with_its_file_and_line_and_a_nonzero_exit() {
 }
 
 #[test]
+fn serving_a_model_that_is_not_there_fails_before_listening_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let nope = dir.path().join("models/nope");
+    let mut child = fmrecall_in(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--model"])
+        .arg(&nope)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("`serve --model {}` kept running", nope.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("model not found: {}", nope.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[test]
 fn out_of_range_parameters_are_refused_with_the_allowed_range() {
     let dir = tempfile::tempdir().unwrap();
     let run = fmrecall_in(dir.path())

@@ -255,5 +255,13 @@ async fn missing_replaced_altered_and_unloadable_models_are_refused_while_the_pr
             )) && stderr.contains(says),
             "{stderr}"
         );
+        // And what to do about it.
+        for way_out in [
+            "fmrecall models rollback",
+            "fmrecall models activate ID",
+            "--model DIR",
+        ] {
+            assert!(stderr.contains(way_out), "{way_out}: {stderr}");
+        }
     }
 }

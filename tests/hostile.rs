@@ -511,12 +511,25 @@ async fn ten_megabyte_bodies_are_refused_without_being_buffered() {
         body.extend_from_slice(&ten_mb);
         body.extend_from_slice(b"\"}");
         let method = if *path == "/healthz" { "GET" } else { "POST" };
+        // The write route with its token: without one, the token layer answers 401 before any
+        // of the body is read; with it, the body limit is what refuses.
+        let auth = format!("Bearer {WRITER}");
+        let auth = if *path == "/v1/events" {
+            auth.as_str()
+        } else {
+            ""
+        };
         let request = if i % 2 == 0 {
-            request_bytes(method, path, &[("Connection", "close")], &body)
+            request_bytes(
+                method,
+                path,
+                &[("Connection", "close"), ("Authorization", auth)],
+                &body,
+            )
         } else {
             // Chunked: no length to refuse up front, so the limit must stop the reading.
             let mut r = format!(
-                "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             )
             .into_bytes();
             for chunk in body.chunks(1 << 16) {

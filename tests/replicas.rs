@@ -54,7 +54,8 @@ async fn wait_for_version(app: &TestApp, want: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_created_over_http_is_recalled_by_id_and_deactivated_items_disappear() {
+async fn a_user_created_over_http_is_recalled_by_id_alone_and_in_a_batch_and_deactivated_items_disappear(
+) {
     let dir = tempfile::tempdir().unwrap();
     let artifact = train(dir.path(), 1);
     let db = TestDb::sqlite();
@@ -90,6 +91,23 @@ async fn a_user_created_over_http_is_recalled_by_id_and_deactivated_items_disapp
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["cold_start"], true);
+    // In a batch too, looked up in the catalog the same way.
+    let batch = app
+        .post(
+            "/v1/recall/batch",
+            &json!({"queries": [{"user_id": "brand-new", "k": 5}, {"user_id": "nobody"}]}),
+        )
+        .await;
+    assert_eq!(
+        batch.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&batch.body)
+    );
+    let results = batch.json()["results"].clone();
+    assert_eq!(results[0]["items"], r.json()["items"]);
+    assert_eq!(results[0]["cold_start"], true);
+    assert_eq!(results[1]["error"]["code"], "unknown_user");
 
     let top = app
         .post("/v1/recall", &json!({"user_id": "3", "k": 5}))

@@ -1,11 +1,15 @@
 //! Admin routes (bearer token): reload a model file, and the registry (list, activate, rollback).
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
@@ -39,13 +43,52 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks the admin bearer token.
-pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = state.settings.admin_token.as_bytes();
-    if token.is_empty() {
+/// The admin routes, behind the admin token.
+pub(super) fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reload))
+        .routes(routes!(list_models))
+        .routes(routes!(activate))
+        .routes(routes!(rollback))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
+}
+
+/// Middleware of the admin routes: passes requests bearing the admin token; 401 otherwise, 403
+/// when no admin token is configured.
+pub(super) async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    check_bearer(request.headers(), &[state.settings.admin_token.as_bytes()])?;
+    Ok(next.run(request).await)
+}
+
+/// Middleware of the write routes: passes requests bearing the write token or the admin token;
+/// 401 otherwise, 403 when neither is configured.
+pub(super) async fn require_write(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let tokens = [
+        state.settings.write_token.as_bytes(),
+        state.settings.admin_token.as_bytes(),
+    ];
+    check_bearer(request.headers(), &tokens)?;
+    Ok(next.run(request).await)
+}
+
+/// Whether the bearer token is one of `tokens` (the empty ones are not configured).
+fn check_bearer(headers: &HeaderMap, tokens: &[&[u8]]) -> Result<(), ApiError> {
+    if tokens.iter().all(|t| t.is_empty()) {
         return Err(ApiError::AdminDisabled);
     }
-    if constant_time_eq(bearer(headers).as_bytes(), token) {
+    let given = bearer(headers).as_bytes();
+    if tokens
+        .iter()
+        .any(|t| !t.is_empty() && constant_time_eq(given, t))
+    {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -61,10 +104,8 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
               (status = 422, body = ErrorBody)))]
 pub async fn reload(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<ReloadResponse>, ApiError> {
-    authorize(&state, &headers)?;
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
     } else {
@@ -74,32 +115,12 @@ pub async fn reload(
         .path
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| state.settings.model.clone());
-    let (version, previous_version, load_seconds) = super::swap_model(&state, path).await?;
+    let swapped = state.live.swap(path).await?;
     Ok(Json(ReloadResponse {
-        version,
-        previous_version,
-        load_seconds,
+        version: swapped.version,
+        previous_version: swapped.previous_version,
+        load_seconds: swapped.load_seconds,
     }))
-}
-
-/// Checks a write-route token: the write token or the admin token.
-pub fn authorize_write(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = bearer(headers);
-    let tokens = [
-        state.settings.write_token.as_bytes(),
-        state.settings.admin_token.as_bytes(),
-    ];
-    if tokens.iter().all(|t| t.is_empty()) {
-        return Err(ApiError::AdminDisabled);
-    }
-    if tokens
-        .iter()
-        .any(|t| !t.is_empty() && constant_time_eq(given.as_bytes(), t))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
 }
 
 fn bearer(headers: &HeaderMap) -> &str {
@@ -146,11 +167,7 @@ pub struct ModelChange {
 #[utoipa::path(get, path = "/v1/admin/models", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = ModelList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-pub async fn list_models(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<ModelList>, ApiError> {
-    authorize(&state, &headers)?;
+pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     Ok(Json(ModelList {
         models: store(&state)?.list_models().await?,
     }))
@@ -164,13 +181,11 @@ pub async fn list_models(
               (status = 503, body = ErrorBody)))]
 pub async fn activate(
     State(state): State<AppState>,
-    headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<ModelChange>, ApiError> {
-    authorize(&state, &headers)?;
     let Path(id) = id.map_err(|e| ApiError::field("id", e.body_text()))?;
     let active = store(&state)?.activate(id, "http").await?;
-    super::sync_with_registry(&state).await;
+    state.live.sync_with_registry().await;
     Ok(Json(ModelChange { active }))
 }
 
@@ -178,12 +193,8 @@ pub async fn activate(
 #[utoipa::path(post, path = "/v1/admin/rollback", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = ModelChange), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-pub async fn rollback(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<ModelChange>, ApiError> {
-    authorize(&state, &headers)?;
+pub async fn rollback(State(state): State<AppState>) -> Result<Json<ModelChange>, ApiError> {
     let active = store(&state)?.rollback("http").await?;
-    super::sync_with_registry(&state).await;
+    state.live.sync_with_registry().await;
     Ok(Json(ModelChange { active }))
 }

@@ -1,12 +1,13 @@
 //! Write routes on the catalog (write or admin token): users, item activity, events.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::Json;
+use axum::{middleware, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::admin::{authorize_write, store};
+use super::admin::{require_write, store};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
 use crate::store::EventRecord;
@@ -22,6 +23,15 @@ fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The catalog's write routes, behind the write (or admin) token.
+pub(super) fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_user))
+        .routes(routes!(patch_item))
+        .routes(routes!(post_events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_write))
 }
 
 /// `PUT /v1/users/{id}`.
@@ -52,11 +62,9 @@ pub struct UserStored {
               (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn put_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<UserBody>,
 ) -> Result<Json<UserStored>, ApiError> {
-    authorize_write(&state, &headers)?;
     check_id("user_id", &user_id)?;
     if body.features.len() > 1000 {
         return Err(ApiError::field("features", "at most 1000 features"));
@@ -73,7 +81,7 @@ pub async fn put_user(
         }
     }
     store(&state)?.upsert_user(&user_id, &body.features).await?;
-    let unknown_features = match state.model.load_full() {
+    let unknown_features = match state.live.current() {
         Some(m) => m.meta().vocabulary.encode(&body.features).1,
         None => Vec::new(),
     };
@@ -108,16 +116,14 @@ pub struct ItemState {
               (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn patch_item(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(item_id): Path<String>,
     ApiJson(body): ApiJson<ItemPatch>,
 ) -> Result<Json<ItemState>, ApiError> {
-    authorize_write(&state, &headers)?;
     check_id("item_id", &item_id)?;
     let db = store(&state)?;
     if !db.set_item_active(&item_id, body.active).await? {
         // An item the model knows but the catalog table has not seen yet (served from a file).
-        let model = state.model.load_full();
+        let model = state.live.current();
         let entity = model.as_ref().and_then(|m| m.item(&item_id).cloned());
         let Some(entity) = entity else {
             return Err(ApiError::UnknownItem(format!("unknown item {item_id:?}")));
@@ -125,7 +131,7 @@ pub async fn patch_item(
         db.import_items(&[entity]).await?;
         db.set_item_active(&item_id, body.active).await?;
     }
-    super::refresh_catalog(&state).await;
+    state.live.refresh_catalog().await;
     Ok(Json(ItemState {
         item_id,
         active: body.active,
@@ -179,10 +185,8 @@ pub struct EventsRecorded {
               (status = 503, body = ErrorBody)))]
 pub async fn post_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<EventsBody>,
 ) -> Result<Json<EventsRecorded>, ApiError> {
-    authorize_write(&state, &headers)?;
     let cap = state.settings.max_batch * 10;
     if body.events.is_empty() || body.events.len() > cap {
         return Err(ApiError::field(

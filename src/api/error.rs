@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::layers::LayerError;
-use crate::serving::ServeError;
+use crate::serving::{ServeError, SwapError};
 
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +43,10 @@ pub enum ApiError {
     /// A model failed to load or validate; the previous one keeps serving.
     #[error("model refused: {0}")]
     ModelRefused(String),
-    /// The body is larger than the configured limit.
-    #[error("request body exceeds {0} bytes")]
-    PayloadTooLarge(usize),
+    /// The body is larger than `server.body_limit_bytes`. Whatever refused it (an extractor, the
+    /// limit itself) does not know the number: every 413 is answered by [`payload_too_large`].
+    #[error("request body too large")]
+    PayloadTooLarge,
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -91,7 +92,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             ApiError::ModelRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "model_refused"),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::NoDatabase => (StatusCode::SERVICE_UNAVAILABLE, "no_database"),
@@ -128,6 +129,16 @@ pub fn error_response(
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The 413 answer, naming the configured limit (the telemetry layer answers every 413 with it).
+pub fn payload_too_large(limit: usize) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request body exceeds {limit} bytes (server.body_limit_bytes)"),
+        None,
+    )
 }
 
 impl ApiError {
@@ -174,6 +185,15 @@ impl From<ServeError> for ApiError {
             ServeError::Artifact(_) | ServeError::Index(_) | ServeError::Render(_) => {
                 ApiError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<SwapError> for ApiError {
+    fn from(e: SwapError) -> Self {
+        match e {
+            SwapError::Refused(reason) => ApiError::ModelRefused(reason),
+            SwapError::Loader(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -228,7 +248,7 @@ where
 /// Maps a failure to read the body (too large, broken connection) to an API error.
 pub fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(0)
+        ApiError::PayloadTooLarge
     } else {
         ApiError::InvalidJson(e.body_text())
     }

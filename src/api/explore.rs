@@ -7,14 +7,12 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::serving::{EpochRow, FeatureGroup, ItemEntry, ServingModel};
-
-fn serving(state: &AppState) -> Result<std::sync::Arc<ServingModel>, ApiError> {
-    state.model.load_full().ok_or(ApiError::NotReady)
-}
+use crate::serving::{EpochRow, FeatureGroup, ItemEntry};
 
 /// A query string, or the API's error naming the parameter at fault.
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -33,6 +31,15 @@ fn limit(state: &AppState, given: Option<usize>, default: usize) -> Result<usize
         ));
     }
     Ok(value)
+}
+
+/// The browsing routes: public, no token.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(features))
+        .routes(routes!(user))
+        .routes(routes!(items))
 }
 
 /// The serving model's training history.
@@ -130,7 +137,7 @@ pub struct ItemsResponse {
 #[utoipa::path(get, path = "/v1/model/history", tag = "model",
     responses((status = 200, body = HistoryResponse), (status = 503, body = ErrorBody)))]
 pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryResponse>, ApiError> {
-    let m = serving(&state)?;
+    let m = state.serving()?;
     let training = &m.meta().training;
     let (k, epochs, validation) = m.history();
     Ok(Json(HistoryResponse {
@@ -151,7 +158,7 @@ pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryRespon
 #[utoipa::path(get, path = "/v1/model/features", tag = "model",
     responses((status = 200, body = FeaturesResponse), (status = 503, body = ErrorBody)))]
 pub async fn features(State(state): State<AppState>) -> Result<Json<FeaturesResponse>, ApiError> {
-    let m = serving(&state)?;
+    let m = state.serving()?;
     let answer = state
         .compute(move || {
             Ok(FeaturesResponse {
@@ -175,7 +182,7 @@ pub async fn user(
 ) -> Result<Json<UserResponse>, ApiError> {
     let params = query(params)?;
     let limit = limit(&state, params.limit, 100)?;
-    let m = serving(&state)?;
+    let m = state.serving()?;
     let version = m.meta().version.clone();
     if let Some(known) = m.known_user(&user_id, limit) {
         return Ok(Json(UserResponse {
@@ -218,7 +225,7 @@ pub async fn items(
     if q.chars().count() > 256 {
         return Err(ApiError::field("q", "q must be at most 256 characters"));
     }
-    let m = serving(&state)?;
+    let m = state.serving()?;
     let answer = state
         .compute(move || {
             let page = m.find_items(&q, offset, limit);

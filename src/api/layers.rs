@@ -88,3 +88,19 @@ layer_endpoint!(
     layers::run_smoothing,
     "How the spread of node features shrinks as (D̂⁻¹Â)ⁿ is applied (over-smoothing)."
 );
+
+/// The ten layer routes, each with its OpenAPI operation: public, no token.
+pub(super) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(batchnorm))
+        .routes(routes!(layernorm))
+        .routes(routes!(dropout))
+        .routes(routes!(rnn))
+        .routes(routes!(lstm))
+        .routes(routes!(gcn))
+        .routes(routes!(gnn))
+        .routes(routes!(fm))
+        .routes(routes!(rnn_stability))
+        .routes(routes!(gnn_smoothing))
+}

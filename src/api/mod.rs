@@ -1,4 +1,5 @@
-//! The HTTP API (axum): routes, shared state, limits, the OpenAPI document and hot model swaps.
+//! The HTTP API (axum): routes, shared state, limits and the OpenAPI document. The model it serves
+//! lives in [`crate::serving::LiveModel`].
 
 pub mod admin;
 pub mod catalog;
@@ -9,24 +10,24 @@ mod layers;
 pub mod routes;
 pub mod telemetry;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::routing::get;
+use axum::{middleware, Router};
 use tower::ServiceBuilder;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::ServerSettings;
 use crate::layers::LayerLimits;
 use crate::recall::IndexSettings;
-use crate::serving::ServingModel;
+use crate::serving::{LiveModel, ServingModel};
 use crate::store::Store;
 use error::ApiError;
 use telemetry::Metrics;
@@ -45,26 +46,16 @@ impl std::ops::Deref for AppState {
 
 /// The fields of [`AppState`].
 pub struct SharedState {
-    /// The serving model; swapped whole, read without locks.
-    pub model: Arc<ArcSwapOption<ServingModel>>,
+    /// The serving model and its lifecycle (loads, registry, catalog).
+    pub live: LiveModel,
     /// Server settings.
     pub settings: Arc<ServerSettings>,
-    /// How indexes are built on (re)load.
-    pub index_settings: Arc<IndexSettings>,
     /// Caps of the layer endpoints.
     pub layer_limits: LayerLimits,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// The registry and catalog, when configured.
     pub store: Option<Store>,
-    /// Whether to follow the registry's active model (false when a model file was named).
-    pub follow_registry: bool,
-    /// Deactivated item ids, as last read from the catalog; applied to every model swapped in.
-    inactive_ids: Arc<arc_swap::ArcSwap<Vec<String>>>,
-    /// The registry's active model when it failed to load, not retried until the registry changes.
-    refused: Arc<std::sync::Mutex<Option<RefusedModel>>>,
-    /// One reload at a time.
-    reload_lock: Arc<tokio::sync::Mutex<()>>,
     /// Permits for CPU-bound work: about one per core, so a burst of requests queues here instead of
     /// oversubscribing the cores with hundreds of blocking threads.
     cpu: Arc<tokio::sync::Semaphore>,
@@ -81,20 +72,20 @@ impl AppState {
         follow_registry: bool,
     ) -> Self {
         AppState(Arc::new(SharedState {
-            model: Arc::new(ArcSwapOption::empty()),
+            live: LiveModel::new(index_settings, store.clone(), follow_registry),
             settings: Arc::new(settings),
-            index_settings: Arc::new(index_settings),
             layer_limits,
             metrics: Arc::new(Metrics::default()),
-            follow_registry: follow_registry && store.is_some(),
             store,
-            inactive_ids: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
-            refused: Arc::new(std::sync::Mutex::new(None)),
-            reload_lock: Arc::new(tokio::sync::Mutex::new(())),
             cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
         }))
+    }
+
+    /// The serving model, or a 503 before the first one is loaded.
+    pub fn serving(&self) -> Result<Arc<ServingModel>, ApiError> {
+        self.live.current().ok_or(ApiError::NotReady)
     }
 
     /// Runs CPU-bound work (search, scoring, layers) on the blocking pool, at most one task per
@@ -128,114 +119,13 @@ impl AppState {
             self.compute(job).await
         }
     }
-
-    /// The registry's active model if this service refused to load it (while the previous one
-    /// keeps serving); `None` when it serves what the registry says, or follows no registry.
-    pub fn refused(&self) -> Option<RefusedModel> {
-        self.refused.lock().ok().and_then(|r| r.clone())
-    }
-
-    fn set_refused(&self, refused: Option<RefusedModel>) {
-        if let Ok(mut r) = self.refused.lock() {
-            *r = refused;
-        }
-    }
 }
 
-/// The registry's active model, which this service refused to load: the model it serves instead is
-/// the previous one.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct RefusedModel {
-    /// The refused version.
-    pub version: String,
-    /// Why: the file is missing, changed since it was registered, or does not load.
-    pub reason: String,
-}
-
-/// Reads the deactivated items from the catalog and applies them to the serving model.
-pub async fn refresh_catalog(state: &AppState) {
-    let Some(store) = &state.store else { return };
-    match store.inactive_items().await {
-        Ok(ids) => {
-            if let Some(model) = state.model.load_full() {
-                model.set_inactive(&ids);
-            }
-            state.inactive_ids.store(Arc::new(ids));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "reading the catalog failed; keeping the last known state")
-        }
-    }
-}
-
-/// One look at the registry: swaps to a newly activated model (refusing one whose file is missing or
-/// altered, while the current one keeps serving), then refreshes the catalog.
-pub async fn sync_with_registry(state: &AppState) {
-    if let (Some(store), true) = (&state.store, state.follow_registry) {
-        match store.active_model().await {
-            Ok(Some(active)) => {
-                let serving = state.model.load_full().map(|m| m.meta().version.clone());
-                let refused = state.refused().map(|r| r.version);
-                if serving.as_deref() == Some(active.version.as_str()) {
-                    state.set_refused(None);
-                } else if refused.as_deref() != Some(active.version.as_str()) {
-                    let outcome = match crate::store::verify_artifact(&active) {
-                        Ok(()) => swap_model(state, active.artifact_path.clone())
-                            .await
-                            .map(|_| ()),
-                        Err(e) => Err(ApiError::ModelRefused(e.to_string())),
-                    };
-                    match outcome {
-                        Ok(()) => state.set_refused(None),
-                        Err(e) => {
-                            tracing::error!(version = %active.version, error = %e, "active model refused; the previous one keeps serving");
-                            state.set_refused(Some(RefusedModel {
-                                version: active.version.clone(),
-                                reason: e.to_string(),
-                            }));
-                        }
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "reading the registry failed"),
-        }
-    }
-    refresh_catalog(state).await;
-}
-
-/// Loads, validates and indexes the model at `path` on the blocking pool, then swaps it in.
-/// Returns (new version, previous version, load seconds); on failure the old model keeps serving.
-pub async fn swap_model(
-    state: &AppState,
-    path: PathBuf,
-) -> Result<(String, Option<String>, f64), ApiError> {
-    let _one_at_a_time = state.reload_lock.lock().await;
-    let settings = state.index_settings.clone();
-    let loaded = tokio::task::spawn_blocking(move || ServingModel::load(&path, &settings))
-        .await
-        .map_err(|e| ApiError::Internal(format!("loader failed: {e}")))?
-        .map_err(|e| ApiError::ModelRefused(e.to_string()))?;
-    loaded.set_inactive(&state.inactive_ids.load());
-    let version = loaded.meta().version.clone();
-    let seconds = loaded.load_seconds();
-    let previous = state.model.swap(Some(Arc::new(loaded)));
-    tracing::info!(version = %version, load_seconds = seconds, "model swapped in");
-    Ok((version, previous.map(|m| m.meta().version.clone()), seconds))
-}
-
-/// The OpenAPI 3 document of every endpoint.
+/// The OpenAPI document's title, description and security scheme; its paths and schemas come from
+/// the routes each module registers ([`api_routes`]).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fmrecall", description = "Recommendation recall on a Factorization Machine."),
-    paths(
-        routes::recall, routes::recall_batch, routes::score, routes::similar, routes::model,
-        routes::healthz, routes::readyz, routes::metrics, admin::reload, admin::list_models,
-        admin::activate, admin::rollback, catalog::put_user, catalog::patch_item, catalog::post_events,
-        layers::batchnorm, layers::layernorm, layers::dropout, layers::rnn, layers::lstm,
-        layers::gcn, layers::gnn, layers::fm, layers::rnn_stability, layers::gnn_smoothing,
-        explore::history, explore::features, explore::user, explore::items,
-    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -253,8 +143,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+/// Every documented route, each registered once beside its handler, with the write and admin
+/// routes behind their tokens: the router and the OpenAPI document both come from here.
+pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::routes())
+        .merge(explore::routes())
+        .merge(layers::routes())
+        .merge(catalog::routes(state))
+        .merge(admin::routes(state))
 }
 
 async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
@@ -266,52 +163,24 @@ async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
     error::error_response(status, code, err.to_string(), None)
 }
 
-/// The dashboard at `/` and the public read routes it browses with (beside the write routes of
-/// the same paths).
-fn explore_routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/dashboard/{file}", get(dashboard::asset))
-        .route("/v1/model/history", get(explore::history))
-        .route("/v1/model/features", get(explore::features))
-        .route("/v1/users/{user_id}", get(explore::user))
-        .route("/v1/items", get(explore::items))
-}
-
 /// Every route, with limits (body size → 413, time → 408, concurrency → 503) and telemetry.
 pub fn router(state: AppState) -> Router {
     let s = state.settings.clone();
-    Router::new()
-        .route("/v1/recall", post(routes::recall))
-        .route("/v1/recall/batch", post(routes::recall_batch))
-        .route("/v1/score", post(routes::score))
-        .route("/v1/items/{item_id}/similar", get(routes::similar))
-        .route("/v1/model", get(routes::model))
-        .route("/v1/admin/reload", post(admin::reload))
-        .route("/v1/admin/models", get(admin::list_models))
-        .route("/v1/admin/models/{id}/activate", post(admin::activate))
-        .route("/v1/admin/rollback", post(admin::rollback))
-        .route("/v1/users/{user_id}", axum::routing::put(catalog::put_user))
+    let (routes, openapi) = api_routes(&state).split_for_parts();
+    // Written once: the document changes only with the binary.
+    let openapi = axum::body::Bytes::from(
+        serde_json::to_vec(&openapi).expect("an OpenAPI document has string keys only"),
+    );
+    routes
         .route(
-            "/v1/items/{item_id}",
-            axum::routing::patch(catalog::patch_item),
+            "/openapi.json",
+            get(move || {
+                let body = openapi.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], body) }
+            }),
         )
-        .route("/v1/events", post(catalog::post_events))
-        .route("/v1/layers/batchnorm", post(layers::batchnorm))
-        .route("/v1/layers/layernorm", post(layers::layernorm))
-        .route("/v1/layers/dropout", post(layers::dropout))
-        .route("/v1/layers/rnn", post(layers::rnn))
-        .route("/v1/layers/lstm", post(layers::lstm))
-        .route("/v1/layers/gcn", post(layers::gcn))
-        .route("/v1/layers/gnn", post(layers::gnn))
-        .route("/v1/layers/fm", post(layers::fm))
-        .route("/v1/layers/rnn/stability", post(layers::rnn_stability))
-        .route("/v1/layers/gnn/smoothing", post(layers::gnn_smoothing))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(openapi))
-        .merge(explore_routes())
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{file}", get(dashboard::asset))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(s.body_limit_bytes))
         .layer(

@@ -1,17 +1,17 @@
 //! Handlers for recall, scoring, similar items, the model, health and admin: parse, call, map.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
-use crate::serving::{RecallQuery, Recalled, ScoredItem, ServingModel, UserSpec};
+use crate::serving::{RecallQuery, Recalled, RefusedModel, ScoredItem, ServingModel, UserSpec};
 
 fn default_k() -> usize {
     10
@@ -21,15 +21,20 @@ fn yes() -> bool {
     true
 }
 
-/// `POST /v1/recall`: a user by id, or by features (cold start), and what to leave out.
+/// `POST /v1/recall`: a user by id, or by features (cold start), or both (a known user in a
+/// context), and what to leave out.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "42", "k": 5}))]
 pub struct RecallRequest {
-    /// A known user's id.
+    /// A user's id: one the model was trained on, or one created with `PUT /v1/users/{id}`
+    /// (served from the features stored there).
     #[serde(default)]
     pub user_id: Option<String>,
-    /// Features (`age:25-34`); with an unknown or no id the user is served from these alone.
+    /// Features (`age:25-34`). Without a `user_id` the model knows, the user is served from these
+    /// alone (cold start). With one, both are used on purpose: these replace that user's side
+    /// features for this request (context such as a current region), while the user's id feature
+    /// and train items (left out by `exclude_seen`) stay.
     #[serde(default)]
     pub features: Option<Vec<String>>,
     /// How many items (1..=max_k, default 10).
@@ -128,10 +133,14 @@ pub struct BatchResponse<'a> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "42", "item_ids": ["1", "2", "3"]}))]
 pub struct ScoreRequest {
-    /// A known user's id.
+    /// A user's id: one the model was trained on, or one created with `PUT /v1/users/{id}`
+    /// (served from the features stored there).
     #[serde(default)]
     pub user_id: Option<String>,
-    /// Features of the user (cold start, or added to a known user's).
+    /// Features (`age:25-34`). Without a `user_id` the model knows, the user is scored from these
+    /// alone (cold start). With one, both are used on purpose: these replace that user's side
+    /// features for this request (context such as a current region), while the user's id feature
+    /// stays.
     #[serde(default)]
     pub features: Option<Vec<String>>,
     /// Items to score (1..=max_k).
@@ -207,7 +216,7 @@ pub struct ModelResponse {
     pub index_quality: serde_json::Value,
     /// The registry's active model when this service refused to load it (its file is missing,
     /// altered or broken): the version above, the previous one, keeps serving. Null otherwise.
-    pub registry_refused: Option<super::RefusedModel>,
+    pub registry_refused: Option<RefusedModel>,
 }
 
 /// Liveness.
@@ -215,10 +224,6 @@ pub struct ModelResponse {
 pub struct Health {
     /// `ok`, or `ready` / `not_ready` on /readyz.
     pub status: String,
-}
-
-fn serving(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
-    state.model.load_full().ok_or(ApiError::NotReady)
 }
 
 /// A user the model does not know but the catalog does (created with `PUT /v1/users/{id}` after
@@ -281,7 +286,7 @@ pub async fn recall(
     ApiJson(req): ApiJson<RecallRequest>,
 ) -> Result<Response, ApiError> {
     let mut query = req.into_query(state.settings.max_k, "")?;
-    let model = serving(&state)?;
+    let model = state.serving()?;
     with_catalog_features(&state, &model, &mut query.user).await?;
     let work = model.recall_work(&query);
     state
@@ -309,13 +314,16 @@ pub async fn recall_batch(
             format!("give 1..={max_batch} queries, got {}", req.queries.len()),
         ));
     }
-    let queries = req
+    let mut queries = req
         .queries
         .into_iter()
         .enumerate()
         .map(|(i, q)| q.into_query(state.settings.max_k, &format!("queries[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let model = serving(&state)?;
+    let model = state.serving()?;
+    for query in &mut queries {
+        with_catalog_features(&state, &model, &mut query.user).await?;
+    }
     state
         .compute(move || {
             let results: Vec<BatchItem> = queries
@@ -364,7 +372,7 @@ pub async fn score(
             "give a user_id or a list of features",
         ));
     }
-    let model = serving(&state)?;
+    let model = state.serving()?;
     let mut user = UserSpec {
         id: req.user_id,
         features: req.features,
@@ -405,7 +413,7 @@ pub async fn similar(
             format!("k must be in 1..={max}, got {k}"),
         ));
     }
-    let model = serving(&state)?;
+    let model = state.serving()?;
     state
         .compute(move || {
             let items = model.similar(&item_id, k)?;
@@ -420,6 +428,19 @@ pub async fn similar(
             )
         })
         .await
+}
+
+/// Recall, scoring, similar items, the model, health and metrics: public, no token.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(recall))
+        .routes(routes!(recall_batch))
+        .routes(routes!(score))
+        .routes(routes!(similar))
+        .routes(routes!(model))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// A 200 JSON response, serialized where the answer still borrows from the serving model (see
@@ -456,11 +477,19 @@ fn rfc3339_of(t: std::time::SystemTime) -> String {
     crate::fm::artifact::rfc3339(secs)
 }
 
+/// `value` as JSON with each `f32` as its shortest decimal (`0.05`): `serde_json::to_value` widens
+/// an f32 to f64 first and shows `0.05000000074505806`; written as text and read back, it does not.
+fn json_value(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_string(value)
+        .and_then(|text| serde_json::from_str(&text))
+        .unwrap_or_default()
+}
+
 /// The serving model: version, training, figures, index.
 #[utoipa::path(get, path = "/v1/model", tag = "model",
     responses((status = 200, body = ModelResponse), (status = 503, body = ErrorBody)))]
 pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>, ApiError> {
-    let m = serving(&state)?;
+    let m = state.serving()?;
     let meta = m.meta();
     let training = &meta.training;
     Ok(Json(ModelResponse {
@@ -469,12 +498,12 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
         serving_since: rfc3339_of(m.loaded_at()),
         path: m.path().display().to_string(),
         load_seconds: m.load_seconds(),
-        params: serde_json::to_value(&meta.params).unwrap_or_default(),
+        params: json_value(&meta.params),
         training: serde_json::json!({
             "data": training.data,
             "split": training.split,
             "features": training.features,
-            "min_rating": training.min_rating,
+            "min_rating": json_value(&training.min_rating),
             "epochs": training.epochs,
             "early_stopping": training.early_stopping,
             "train_seconds": training.train_seconds,
@@ -486,11 +515,11 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
             "items": meta.items.len(),
             "features": meta.vocabulary.len(),
         }),
-        metrics: serde_json::to_value(&meta.metrics).unwrap_or_default(),
-        cold_start: serde_json::to_value(&meta.cold_start).unwrap_or_default(),
-        index: serde_json::to_value(m.index_info()).unwrap_or_default(),
-        index_quality: serde_json::to_value(m.index_quality()).unwrap_or_default(),
-        registry_refused: state.refused(),
+        metrics: json_value(&meta.metrics),
+        cold_start: json_value(&meta.cold_start),
+        index: json_value(&m.index_info()),
+        index_quality: json_value(&m.index_quality()),
+        registry_refused: state.live.refused(),
     }))
 }
 
@@ -506,7 +535,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.model.load().is_some() {
+    if state.live.is_serving() {
         (
             StatusCode::OK,
             Json(Health {

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use super::error::{code_for_status, error_response};
+use super::error::{code_for_status, error_response, payload_too_large};
 use super::AppState;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -130,7 +130,7 @@ fn request_id(req: &Request, metrics: &Metrics) -> String {
 }
 
 /// Wraps every request: id, span, latency, metrics, and a JSON body for errors produced outside the
-/// handlers (unknown route, body limit, timeout, load shedding).
+/// handlers (unknown route, body limit, timeout, load shedding); every 413 names the limit.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -145,7 +145,9 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if status.as_u16() >= 400 && !is_json {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        response = payload_too_large(state.settings.body_limit_bytes);
+    } else if status.as_u16() >= 400 && !is_json {
         let message = status.canonical_reason().unwrap_or("error").to_lowercase();
         response = error_response(status, code_for_status(status), message, None);
     }
@@ -166,7 +168,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 
 /// `GET /metrics` body.
 pub fn metrics_response(state: &AppState) -> Response {
-    let model = state.model.load_full();
+    let model = state.live.current();
     let gauges = model
         .as_ref()
         .map(|m| (m.meta().version.as_str(), m.item_count()));

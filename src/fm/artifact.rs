@@ -298,11 +298,7 @@ impl ModelArtifact {
 
     /// Loads an artifact from its folder or from the model file itself.
     pub fn load(path: &Path) -> Result<Self, ArtifactError> {
-        let file = if path.is_dir() {
-            path.join(MODEL_FILE)
-        } else {
-            path.to_path_buf()
-        };
+        let file = model_file(path);
         // A device or a pipe (`/dev/zero`, a FIFO) would be read without end: only regular files.
         let metadata = std::fs::metadata(&file).map_err(io_err(&file))?;
         if !metadata.is_file() {
@@ -313,6 +309,15 @@ impl ModelArtifact {
         }
         let bytes = std::fs::read(&file).map_err(io_err(&file))?;
         Self::from_bytes(&bytes, &file)
+    }
+}
+
+/// The model file of an artifact given as its folder or as the file itself.
+pub fn model_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(MODEL_FILE)
+    } else {
+        path.to_path_buf()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The index a model is served with: built (or read from its saved file), tuned and checked
 //! against brute force. This is the whole load path of `recall`, top to bottom
-//! (`api::swap_model` → `serving::ServingModel::load` → [`build_with_file`]):
+//! (`serving::LiveModel::swap` → `serving::ServingModel::load` → [`build_with_file`]):
 //!
 //! 1. Refuse vectors with a NaN or infinite component.
 //! 2. Choose the index (`choose_graph`). Brute force, when asked for or under `auto` below
