@@ -1,7 +1,8 @@
 //! The FM score of one sparse input computed both ways, with what each way costs.
 //!
 //! Uses [`crate::fm::FmModel`], the model the trainer and the server share, so the diagnostic
-//! measures the code that runs, in its own precision (f32).
+//! measures the code that runs: the O(k·m) identity in f32, the precision of training and serving,
+//! against the naive pairwise sum accumulated in f64 as the reference.
 
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
@@ -41,11 +42,12 @@ pub struct FmOpCount {
 /// Both scores, their difference and their costs.
 #[derive(Debug, Clone, Serialize)]
 pub struct FmResponse {
-    /// The literal pairwise sum, O(k·m²) ([`FmModel::score_naive`]).
+    /// The reference: the literal pairwise sum, O(k·m²), accumulated in f64 from the f32
+    /// parameters ([`FmModel::score_naive`]).
     pub score_naive: Num,
-    /// Rendle's identity, O(k·m) ([`FmModel::score`]).
+    /// Rendle's identity, O(k·m), in f32 as training and serving run it ([`FmModel::score`]).
     pub score_fast: Num,
-    /// |score_naive − score_fast|: f32 rounding only, since the identity is exact in real numbers.
+    /// |score_naive − score_fast|: the f32 rounding of the identity, which is exact in real numbers.
     pub abs_diff: Num,
     /// Number of non-zero features m.
     pub m: usize,
@@ -70,8 +72,9 @@ fn saturate(x: u128) -> u64 {
     u64::try_from(x).unwrap_or(u64::MAX)
 }
 
-/// Scores the sparse input with the naive O(k·m²) pairwise sum and with Rendle's O(k·m) identity
-/// (Rendle, "Factorization Machines", ICDM 2010, eq. 5), using the shared [`FmModel`] in f32.
+/// Scores the sparse input with the naive O(k·m²) pairwise sum (in f64, the reference) and with
+/// Rendle's O(k·m) identity (Rendle, "Factorization Machines", ICDM 2010, eq. 5) in f32, using the
+/// shared [`FmModel`].
 ///
 /// **Errors**: `v` not (n, k) with n = len(w); `values` not as long as `indices`; an index ≥ n;
 /// more non-zeros than `max_elements`; the naive count over `max_work`.
@@ -112,7 +115,7 @@ pub fn run_fm(req: &FmRequest, limits: &LayerLimits) -> Result<FmResponse, Layer
     let vals: Array1<f32> = values.mapv(|x| x as f32);
     let vals = vals.to_vec();
     let row = (req.indices.as_slice(), vals.as_slice());
-    let naive_score = model.score_naive(row) as f64;
+    let naive_score = model.score_naive(row);
     let fast_score = model.score(row) as f64;
     let diff = (naive_score - fast_score).abs();
     Ok(FmResponse {
