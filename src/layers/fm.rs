@@ -8,30 +8,37 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::schema::{Matrix, Vector};
 use super::tensor::{self, expect_shape, Num};
 use super::{check_elements, check_work, named, LayerError, LayerLimits};
 use crate::fm::FmModel;
 
-/// An FM request: the parameters and one sparse input.
-#[derive(Debug, Clone, Deserialize)]
+/// An FM request: the parameters and one sparse input. Every number is rounded once to f32, the
+/// precision the trainer and the server use.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"w0": 0.5, "w": [0.1, 0.2, 0.3], "v": [[1.0, 0.0], [0.5, 0.5], [0.0, 2.0]],
+                          "indices": [0, 1, 2], "values": [1.0, 2.0, 1.0]}))]
 pub struct FmRequest {
     /// Global bias w0.
     #[serde(deserialize_with = "named::w0")]
     pub w0: f64,
     /// Linear weights, n values.
+    #[schema(value_type = Vector)]
     pub w: Value,
-    /// Factors V, (n, k).
+    /// Factors V, (n, k): row j is v_j.
+    #[schema(value_type = Matrix)]
     pub v: Value,
-    /// Indices of the non-zero features, each < n.
+    /// Indices of the m non-zero features, each < n (a repeated index counts as two features).
     #[serde(deserialize_with = "named::indices")]
     pub indices: Vec<u32>,
     /// Their values, one per index.
+    #[schema(value_type = Vector)]
     pub values: Value,
 }
 
 /// An operation count: the formula in m (non-zeros) and k (factor dimension), and its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FmOpCount {
     /// The formula, e.g. `m + m(m-1)/2·(k+1)`.
     pub formula: &'static str,
@@ -40,7 +47,7 @@ pub struct FmOpCount {
 }
 
 /// Both scores, their difference and their costs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FmResponse {
     /// The reference: the literal pairwise sum, O(k·m²), accumulated in f64 from the f32
     /// parameters ([`FmModel::score_naive`]).
