@@ -4,7 +4,7 @@ use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::schema::{NumRank0To8, Rank0To8};
+use super::schema::{NumRank0To8, Rank0To8, U64};
 use super::tensor::{self, Num, Tensor};
 use super::{named, LayerError, LayerLimits, Mode};
 use crate::rng::Rng;
@@ -48,7 +48,7 @@ pub struct DropoutRequest {
     pub variant: DropoutVariant,
     /// Seed of the mask; the same seed and shape give the same mask. Default 0.
     #[serde(default, deserialize_with = "named::seed")]
-    #[schema(default = 0)]
+    #[schema(value_type = U64, default = 0)]
     pub seed: u64,
 }
 

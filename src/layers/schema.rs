@@ -68,6 +68,28 @@ fn tensor(ranks: RangeInclusive<usize>, element: Element, description: &str) -> 
     }
 }
 
+/// An integer from 0 to 2⁶⁴ − 1: a `u64` field. utoipa's own schema for `u64` says
+/// `format: int64`, which clients (and the API fuzzer) read as at most 2⁶³ − 1.
+#[derive(Debug, Clone, Copy)]
+pub struct U64;
+
+impl PartialSchema for U64 {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0usize))
+            .maximum(Some(usize::try_from(u64::MAX).unwrap_or(usize::MAX)))
+            .description(Some("An integer from 0 to 2⁶⁴ − 1."))
+            .into()
+    }
+}
+
+impl ToSchema for U64 {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("U64")
+    }
+}
+
 impl PartialSchema for Num {
     fn schema() -> RefOr<Schema> {
         AnyOfBuilder::new()
