@@ -14,7 +14,7 @@ fn the_linear_time_score_equals_the_naive_pairwise_sum() {
     let mut rng = Rng::new(2);
     for m in [0, 1, 2, 5, 17, 40] {
         let (idx, val) = random_row(200, m, &mut rng);
-        let fast = model.score((&idx, &val));
+        let fast = f64::from(model.score((&idx, &val)));
         let naive = model.score_naive((&idx, &val));
         let scale = naive.abs().max(1.0);
         assert!(
@@ -85,7 +85,8 @@ fn exported_vectors_reproduce_the_full_fm_score_and_its_ranking() {
         for (i, (i_idx, i_val)) in item_rows.iter().enumerate() {
             let idx: Vec<u32> = u_idx.iter().chain(i_idx).copied().collect();
             let val: Vec<f32> = u_val.iter().chain(i_val).copied().collect();
-            let fm = model.score_naive((&idx, &val));
+            // The f64 reference, rounded once to the precision of the exported vectors.
+            let fm = model.score_naive((&idx, &val)) as f32;
             let ip = query.constant + fmrecall::kernels::dot(&query.vector, vectors.row(i));
             assert!(
                 (fm - ip).abs() <= 1e-4 * fm.abs().max(1.0),

@@ -289,6 +289,48 @@ fn fm_both_ways_agree_and_count_their_operations() {
 }
 
 #[test]
+fn fm_reference_is_accumulated_in_f64_and_the_fast_side_keeps_f32_accuracy() {
+    // The size at which an f32 pairwise sum was off by 1.3e-5 relative (n = 2000, k = 32, m = 600).
+    let model = common::random_model(2000, 32, 7);
+    let (idx, val) = common::random_row(2000, 600, &mut fmrecall::rng::Rng::new(8));
+    let wide = |x: &f32| f64::from(*x);
+    let out = ok(
+        "fm",
+        json!({"w0": f64::from(model.w0), "w": model.w.iter().map(wide).collect::<Vec<_>>(),
+               "v": model.v.rows().into_iter().map(|r| r.iter().map(wide).collect()).collect::<Vec<Vec<f64>>>(),
+               "indices": idx, "values": val.iter().map(wide).collect::<Vec<_>>()}),
+    );
+    // Independent of the code under test: Rendle's identity, in f64 on the same (f32) parameters.
+    let k = model.v.ncols();
+    let (mut s, mut q) = (vec![0f64; k], vec![0f64; k]);
+    let mut want = f64::from(model.w0);
+    for (&j, &x) in idx.iter().zip(&val) {
+        let x = f64::from(x);
+        want += f64::from(model.w[j as usize]) * x;
+        for (f, &v) in model.v.row(j as usize).iter().enumerate() {
+            let vx = f64::from(v) * x;
+            s[f] += vx;
+            q[f] += vx * vx;
+        }
+    }
+    want += 0.5 * s.iter().zip(&q).map(|(s, q)| s * s - q).sum::<f64>();
+    let rel = |got: &Value| (got.as_f64().unwrap() - want).abs() / want.abs();
+    assert!(
+        rel(&out["score_naive"]) < 1e-12,
+        "reference {} vs f64 {want}",
+        out["score_naive"]
+    );
+    // f32 over 600 features and k = 32: 1.1e-6 relative with these seeds.
+    assert!(
+        rel(&out["score_fast"]) < 2e-6,
+        "O(k·m) in f32 {} vs f64 {want}",
+        out["score_fast"]
+    );
+    let diff = out["abs_diff"].as_f64().unwrap();
+    assert!((diff - (out["score_fast"].as_f64().unwrap() - want).abs()).abs() < 1e-9 * want.abs());
+}
+
+#[test]
 fn fm_index_out_of_range_is_rejected() {
     let e = err(
         "fm",
@@ -524,4 +566,161 @@ fn odd_inputs_never_panic() {
             let _ = run(layer, body.clone());
         }
     }
+}
+
+// ---- the OpenAPI document ----
+
+/// `/openapi.json` as the service serves it.
+fn openapi() -> Value {
+    use utoipa::OpenApi;
+    serde_json::to_value(fmrecall::api::ApiDoc::openapi()).expect("the document serialises")
+}
+
+/// Follows `$ref`s (and a `oneOf` wrapping a single schema, utoipa's way of adding a default or
+/// `null` to a reference) down to a schema with content.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.strip_prefix("#/components/schemas/").expect("local ref");
+        return resolve(doc, &doc["components"]["schemas"][name]);
+    }
+    if let Some(one) = schema["oneOf"].as_array() {
+        let non_null: Vec<_> = one.iter().filter(|s| s["type"] != "null").collect();
+        if let [only] = non_null.as_slice() {
+            return resolve(doc, only);
+        }
+    }
+    schema
+}
+
+/// The layer each `/v1/layers/...` route runs, by the name `run` knows it by.
+fn layer_of(path: &str) -> &str {
+    match path.strip_prefix("/v1/layers/").expect("a layer route") {
+        "rnn/stability" => "stability",
+        "gnn/smoothing" => "smoothing",
+        other => other,
+    }
+}
+
+#[test]
+fn every_layer_route_documents_its_request_and_response_fields() {
+    let doc = openapi();
+    let layer_paths: Vec<&String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("/v1/layers/"))
+        .collect();
+    assert_eq!(layer_paths.len(), 10, "{layer_paths:?}");
+    for path in layer_paths {
+        let op = &doc["paths"][path]["post"];
+        let request = resolve(
+            &doc,
+            &op["requestBody"]["content"]["application/json"]["schema"],
+        );
+        let response = resolve(
+            &doc,
+            &op["responses"]["200"]["content"]["application/json"]["schema"],
+        );
+        for (what, schema) in [("request", request), ("response", response)] {
+            let props = schema["properties"].as_object();
+            assert!(
+                props.is_some_and(|p| !p.is_empty()),
+                "{path}: {what} schema has no named properties: {schema}"
+            );
+        }
+        assert_eq!(request["additionalProperties"], false, "{path}");
+        let required: Vec<&str> = request["required"]
+            .as_array()
+            .map(|r| r.iter().map(|s| s.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let layer = layer_of(path);
+
+        // The example is a body the layer accepts, and its answer has the documented fields.
+        let example = request["example"].clone();
+        let answer = ok(layer, example.clone());
+        let documented = response["properties"].as_object().unwrap();
+        for key in answer.as_object().unwrap().keys() {
+            assert!(documented.contains_key(key), "{path}: undocumented {key}");
+        }
+        for key in response["required"].as_array().unwrap() {
+            assert!(answer.get(key.as_str().unwrap()).is_some(), "{path}: {key}");
+        }
+
+        for (name, property) in request["properties"].as_object().unwrap() {
+            let mut without = example.clone();
+            without.as_object_mut().unwrap().remove(name);
+            let parsed = run(layer, without.clone());
+            if required.contains(&name.as_str()) {
+                // A required field is one the parser cannot do without.
+                let e = parsed.clone().expect_err(name);
+                assert!(
+                    matches!(e, LayerError::Parse { .. }) && e.field() == name,
+                    "{path}: {name}: {e}"
+                );
+            } else {
+                assert!(
+                    parsed.is_ok(),
+                    "{path}: {name} is documented as optional but the layer needs it: {parsed:?}"
+                );
+            }
+            // A documented default is the value the layer uses when the field is left out.
+            if let Some(default) = property.get("default") {
+                assert!(!required.contains(&name.as_str()), "{path}: {name}");
+                let mut explicit = without.clone();
+                explicit[name] = default.clone();
+                assert_eq!(
+                    run(layer, explicit).ok(),
+                    parsed.ok(),
+                    "{path}: {name} defaults to something other than {default}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_rnn_schema_names_its_weights_and_the_activations() {
+    let doc = openapi();
+    let schemas = &doc["components"]["schemas"];
+    let rnn = &schemas["RnnRequest"];
+    for field in [
+        "x",
+        "w",
+        "b",
+        "v",
+        "c",
+        "h0",
+        "activation",
+        "output_activation",
+    ] {
+        assert!(rnn["properties"][field].is_object(), "rnn lacks {field}");
+    }
+    assert_eq!(rnn["required"], json!(["x", "w", "b", "v", "c"]));
+    assert_eq!(rnn["properties"]["activation"]["default"], "sigmoid");
+    let activation = resolve(&doc, &rnn["properties"]["activation"]);
+    assert_eq!(
+        activation["enum"],
+        json!(["identity", "relu", "sigmoid", "tanh"])
+    );
+    let w = &rnn["properties"]["w"];
+    assert!(
+        w["description"].as_str().unwrap().contains("[W_ih | W_hh]"),
+        "{w}"
+    );
+    assert_eq!(resolve(&doc, w)["items"]["items"]["type"], "number");
+    // The other layers' defaults, which differ from layer to layer.
+    let default =
+        |schema: &str, field: &str| schemas[schema]["properties"][field]["default"].clone();
+    assert_eq!(default("GnnRequest", "activation"), "relu");
+    assert_eq!(default("GcnRequest", "activation"), "identity");
+    assert_eq!(default("GcnRequest", "laplacian"), "combinatorial");
+    assert_eq!(
+        resolve(&doc, &schemas["GcnRequest"]["properties"]["laplacian"])["enum"],
+        json!(["combinatorial", "symmetric"])
+    );
+    // Outputs may hold "nan", "inf" and "-inf", so every number in a response allows them.
+    assert_eq!(
+        schemas["Num"]["anyOf"][1]["enum"],
+        json!(["nan", "inf", "-inf"])
+    );
 }

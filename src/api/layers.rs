@@ -13,8 +13,8 @@ macro_rules! layer_endpoint {
     ($name:ident, $path:literal, $request:ty, $response:ty, $run:path, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "layers", description = $doc,
-            request_body(content = serde_json::Value, description = "The layer's input and parameters (nested JSON arrays for tensors)"),
-            responses((status = 200, description = "The layer's output", body = serde_json::Value),
+            request_body(content = $request, description = "The layer's input and parameters; tensors are nested JSON arrays of numbers"),
+            responses((status = 200, description = "The layer's output", body = $response),
                       (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
         pub async fn $name(
             State(state): State<AppState>,
@@ -33,14 +33,14 @@ macro_rules! layer_endpoint {
 }
 
 layer_endpoint!(batchnorm, "/v1/layers/batchnorm", layers::BatchNormRequest, layers::BatchNormResponse, layers::run_batchnorm,
-    "BatchNorm over (B, C) or (B, L, C): train mode normalises with batch statistics and returns updated running statistics; eval mode uses the given ones.");
+    "BatchNorm over (B, C) or (B, L, C), channels last (PyTorch's (B, C, L) after permute(0, 2, 1)): train mode (the default) normalises with batch statistics and returns updated running statistics; eval mode uses the given ones.");
 layer_endpoint!(
     layernorm,
     "/v1/layers/layernorm",
     layers::LayerNormRequest,
     layers::LayerNormResponse,
     layers::run_layernorm,
-    "LayerNorm over the last one or two dimensions of each sample."
+    "LayerNorm over the last one (default) or two dimensions of each sample."
 );
 layer_endpoint!(
     dropout,
@@ -56,7 +56,7 @@ layer_endpoint!(
     layers::RnnRequest,
     layers::RnnResponse,
     layers::run_rnn,
-    "Elman RNN: h_t = σ(W[x_t, h_{t−1}] + b), o_t = σ(V h_t + c); every h_t and o_t."
+    "Elman RNN over one sequence x (T, I), no batch axis: h_t = σ(W[x_t, h_{t−1}] + b), o_t = σ_o(V h_t + c), with W = [W_ih | W_hh] and one bias b; every h_t and o_t. σ defaults to sigmoid (PyTorch's nn.RNN uses tanh: pass \"activation\": \"tanh\")."
 );
 layer_endpoint!(
     lstm,
@@ -64,20 +64,20 @@ layer_endpoint!(
     layers::LstmRequest,
     layers::LstmResponse,
     layers::run_lstm,
-    "LSTM with PyTorch's weight layout (gate order i, f, g, o); every h_t and c_t."
+    "LSTM over one sequence x (T, I), no batch axis, in PyTorch's weight layout (gate order i, f, g, o); every h_t and c_t."
 );
 layer_endpoint!(gcn, "/v1/layers/gcn", layers::GcnRequest, layers::GcnResponse, layers::run_gcn,
-    "Polynomial graph filter y = σ(Σ_k α_k L^k x) with L = D − A or the symmetric normalised Laplacian.");
+    "Polynomial graph filter y = σ(Σ_k α_k L^k x) with L = D − A (laplacian \"combinatorial\", the default) or I − D^−½ A D^−½ (\"symmetric\"); σ defaults to identity.");
 layer_endpoint!(
     gnn,
     "/v1/layers/gnn",
     layers::GnnRequest,
     layers::GnnResponse,
     layers::run_gnn,
-    "Graph layer Y = σ(D̂⁻¹ Â X W) with Â = A + I."
+    "Graph layer Y = σ(D̂⁻¹ Â X W) with Â = A + I; σ defaults to relu."
 );
 layer_endpoint!(fm, "/v1/layers/fm", layers::FmRequest, layers::FmResponse, layers::run_fm,
-    "FM score of a sparse input by the naive pairwise sum and by Rendle's O(k·n) identity, with their difference and operation counts.");
+    "FM score of a sparse input by the naive pairwise sum, accumulated in f64 (the reference), and by Rendle's O(k·m) identity in f32 (m non-zeros) (what training and serving run), with their difference and operation counts.");
 layer_endpoint!(rnn_stability, "/v1/layers/rnn/stability", layers::StabilityRequest, layers::StabilityResponse, layers::run_stability,
     "‖Wⁿx‖ for n = 1..N, the spectral radius, and whether repeated application explodes, vanishes or stays stable.");
 layer_endpoint!(

@@ -1,36 +1,44 @@
 //! The FM score of one sparse input computed both ways, with what each way costs.
 //!
 //! Uses [`crate::fm::FmModel`], the model the trainer and the server share, so the diagnostic
-//! measures the code that runs, in its own precision (f32).
+//! measures the code that runs: the O(k·m) identity in f32, the precision of training and serving,
+//! against the naive pairwise sum accumulated in f64 as the reference.
 
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::schema::{Matrix, Vector};
 use super::tensor::{self, expect_shape, Num};
 use super::{check_elements, check_work, named, LayerError, LayerLimits};
 use crate::fm::FmModel;
 
-/// An FM request: the parameters and one sparse input.
-#[derive(Debug, Clone, Deserialize)]
+/// An FM request: the parameters and one sparse input. Every number is rounded once to f32, the
+/// precision the trainer and the server use.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"w0": 0.5, "w": [0.1, 0.2, 0.3], "v": [[1.0, 0.0], [0.5, 0.5], [0.0, 2.0]],
+                          "indices": [0, 1, 2], "values": [1.0, 2.0, 1.0]}))]
 pub struct FmRequest {
     /// Global bias w0.
     #[serde(deserialize_with = "named::w0")]
     pub w0: f64,
     /// Linear weights, n values.
+    #[schema(value_type = Vector)]
     pub w: Value,
-    /// Factors V, (n, k).
+    /// Factors V, (n, k): row j is v_j.
+    #[schema(value_type = Matrix)]
     pub v: Value,
-    /// Indices of the non-zero features, each < n.
+    /// Indices of the m non-zero features, each < n (a repeated index counts as two features).
     #[serde(deserialize_with = "named::indices")]
     pub indices: Vec<u32>,
     /// Their values, one per index.
+    #[schema(value_type = Vector)]
     pub values: Value,
 }
 
 /// An operation count: the formula in m (non-zeros) and k (factor dimension), and its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FmOpCount {
     /// The formula, e.g. `m + m(m-1)/2·(k+1)`.
     pub formula: &'static str,
@@ -39,13 +47,14 @@ pub struct FmOpCount {
 }
 
 /// Both scores, their difference and their costs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FmResponse {
-    /// The literal pairwise sum, O(k·m²) ([`FmModel::score_naive`]).
+    /// The reference: the literal pairwise sum, O(k·m²), accumulated in f64 from the f32
+    /// parameters ([`FmModel::score_naive`]).
     pub score_naive: Num,
-    /// Rendle's identity, O(k·m) ([`FmModel::score`]).
+    /// Rendle's identity, O(k·m), in f32 as training and serving run it ([`FmModel::score`]).
     pub score_fast: Num,
-    /// |score_naive − score_fast|: f32 rounding only, since the identity is exact in real numbers.
+    /// |score_naive − score_fast|: the f32 rounding of the identity, which is exact in real numbers.
     pub abs_diff: Num,
     /// Number of non-zero features m.
     pub m: usize,
@@ -70,8 +79,9 @@ fn saturate(x: u128) -> u64 {
     u64::try_from(x).unwrap_or(u64::MAX)
 }
 
-/// Scores the sparse input with the naive O(k·m²) pairwise sum and with Rendle's O(k·m) identity
-/// (Rendle, "Factorization Machines", ICDM 2010, eq. 5), using the shared [`FmModel`] in f32.
+/// Scores the sparse input with the naive O(k·m²) pairwise sum (in f64, the reference) and with
+/// Rendle's O(k·m) identity (Rendle, "Factorization Machines", ICDM 2010, eq. 5) in f32, using the
+/// shared [`FmModel`].
 ///
 /// **Errors**: `v` not (n, k) with n = len(w); `values` not as long as `indices`; an index ≥ n;
 /// more non-zeros than `max_elements`; the naive count over `max_work`.
@@ -112,7 +122,7 @@ pub fn run_fm(req: &FmRequest, limits: &LayerLimits) -> Result<FmResponse, Layer
     let vals: Array1<f32> = values.mapv(|x| x as f32);
     let vals = vals.to_vec();
     let row = (req.indices.as_slice(), vals.as_slice());
-    let naive_score = model.score_naive(row) as f64;
+    let naive_score = model.score_naive(row);
     let fast_score = model.score(row) as f64;
     let diff = (naive_score - fast_score).abs();
     Ok(FmResponse {

@@ -12,11 +12,13 @@ use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::schema::{Matrix, NumMatrix, NumVector, Vector};
 use super::tensor::{self, expect_shape, Num, Tensor};
 use super::{check_steps, check_work, named, Activation, LayerError, LayerLimits};
 
-/// Which graph Laplacian the GCN filter uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// Which graph Laplacian the GCN filter uses: `combinatorial` L = D − A, or `symmetric`
+/// L = I − D^−½ A D^−½ (an isolated node gets D^−½ = 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Laplacian {
     /// L = D − A.
@@ -43,75 +45,98 @@ fn default_tolerance() -> f64 {
 }
 
 /// A polynomial graph-filter request: y = σ(Σ_k α_k L^k x).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"a": [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
+                          "x": [[1.0], [0.0], [-1.0]], "alpha": [1.0, -0.5], "laplacian": "symmetric"}))]
 pub struct GcnRequest {
     /// Adjacency A, (N, N): square, symmetric, non-negative.
+    #[schema(value_type = Matrix)]
     pub a: Value,
     /// Signal x, (N, F).
+    #[schema(value_type = Matrix)]
     pub x: Value,
-    /// α_0 … α_K; α_0 multiplies L⁰ = I. K is capped by `max_steps`.
+    /// α_0 … α_K, at least one; α_0 multiplies L⁰ = I. K is capped by `max_steps`.
+    #[schema(value_type = Vector)]
     pub alpha: Value,
-    /// `"combinatorial"` (default) or `"symmetric"`.
+    /// `"combinatorial"` (default): L = D − A; `"symmetric"`: L = I − D^−½ A D^−½.
     #[serde(default, deserialize_with = "named::laplacian")]
+    #[schema(default = Laplacian::default)]
     pub laplacian: Laplacian,
-    /// σ: `"identity"` (default), `"relu"`, `"sigmoid"`, `"tanh"`.
+    /// σ; default `"identity"` (no non-linearity).
     #[serde(default = "default_identity", deserialize_with = "named::activation")]
+    #[schema(default = default_identity)]
     pub activation: Activation,
 }
 
 /// The filtered signal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GcnResponse {
     /// y, (N, F).
+    #[schema(value_type = NumMatrix)]
     pub y: Tensor,
     /// Whether any value of y is non-finite.
     pub non_finite: bool,
 }
 
-/// A mean-aggregation layer request: Y = σ(D̂⁻¹ Â X W), Â = A + I.
-#[derive(Debug, Clone, Deserialize)]
+/// A mean-aggregation layer request: Y = σ(D̂⁻¹ Â X W), Â = A + I (Kipf & Welling's
+/// renormalisation in its random-walk form D̂⁻¹Â, not D̂^−½ Â D̂^−½).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"a": [[0.0, 1.0], [1.0, 0.0]], "x": [[1.0, 0.0], [0.0, 1.0]],
+                          "w": [[1.0], [-1.0]]}))]
 pub struct GnnRequest {
-    /// Adjacency A, (N, N): square, symmetric, non-negative.
+    /// Adjacency A, (N, N): square, symmetric, non-negative; self-loops are added (Â = A + I).
+    #[schema(value_type = Matrix)]
     pub a: Value,
     /// Features X, (N, F).
+    #[schema(value_type = Matrix)]
     pub x: Value,
     /// Weights W, (F, F').
+    #[schema(value_type = Matrix)]
     pub w: Value,
-    /// σ: `"relu"` (default), `"identity"`, `"sigmoid"`, `"tanh"`.
+    /// σ; default `"relu"`.
     #[serde(default = "default_relu", deserialize_with = "named::activation")]
+    #[schema(default = default_relu)]
     pub activation: Activation,
 }
 
 /// The layer output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GnnResponse {
     /// Y, (N, F').
+    #[schema(value_type = NumMatrix)]
     pub y: Tensor,
     /// Whether any value of Y is non-finite.
     pub non_finite: bool,
 }
 
-/// An over-smoothing request: apply P = D̂⁻¹Â to X, `steps` times.
-#[derive(Debug, Clone, Deserialize)]
+/// An over-smoothing request: apply P = D̂⁻¹Â (Â = A + I) to X, `steps` times.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"a": [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]],
+                          "x": [[1.0], [0.0], [-1.0]], "steps": 10}))]
 pub struct SmoothingRequest {
     /// Adjacency A, (N, N): square, symmetric, non-negative.
+    #[schema(value_type = Matrix)]
     pub a: Value,
-    /// Features X, (N, F), F ≥ 1.
+    /// Features X, (N, F), N ≥ 1 and F ≥ 1.
+    #[schema(value_type = Matrix)]
     pub x: Value,
     /// Number of applications of P, 1 … `max_steps`; default 20.
     #[serde(default = "default_steps", deserialize_with = "named::steps")]
+    #[schema(default = default_steps, minimum = 1)]
     pub steps: usize,
     /// Relative tolerance: over-smoothed once the spread falls below `tolerance` × the initial
     /// spread. In (0, 1); default 1e-3.
     #[serde(default = "default_tolerance", deserialize_with = "named::tolerance")]
+    #[schema(default = default_tolerance, exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub tolerance: f64,
 }
 
-/// Whether repeated aggregation made the nodes indistinguishable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Whether repeated aggregation made the nodes indistinguishable: `over-smoothed` once the spread
+/// fell below `tolerance` × the initial spread, `not-over-smoothed` if it did not within `steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum SmoothingVerdict {
     /// The spread fell below `tolerance` × the initial spread.
     #[serde(rename = "over-smoothed")]
@@ -122,16 +147,18 @@ pub enum SmoothingVerdict {
 }
 
 /// The spread of node features after each application of P.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SmoothingResponse {
     /// Spread of X itself: the mean over features of the (population) standard deviation across
     /// nodes.
     pub initial_spread: Num,
     /// Mean over nodes of ‖x_i − x̄‖₂ for X itself (x̄ the mean row).
     pub initial_mean_distance: Num,
-    /// Spread after n = 1 … steps applications.
+    /// Spread after n = 1 … steps applications, `steps` values.
+    #[schema(value_type = NumVector)]
     pub spread: Tensor,
-    /// Mean distance to the mean row after n = 1 … steps applications.
+    /// Mean distance to the mean row after n = 1 … steps applications, `steps` values.
+    #[schema(value_type = NumVector)]
     pub mean_distance: Tensor,
     /// The verdict.
     pub verdict: SmoothingVerdict,

@@ -5,17 +5,20 @@
 //! back) and a `run_<layer>(&req, &LayerLimits)` that validates everything it reads and never panics.
 //! The HTTP handlers are meant to be trivial: [`parse_request`] → `run_<layer>` →
 //! `serde_json::to_vec(&response)`; every failure is a [`LayerError`] whose [`LayerError::field`]
-//! names the request field at fault.
+//! names the request field at fault. Requests and responses derive `utoipa::ToSchema`, so
+//! `/openapi.json` documents every field; tensor fields take their shapes from [`schema`].
 //!
-//! Tensors travel as nested JSON lists ([`tensor`]); all arithmetic is in `f64`. Non-finite results
-//! are written as the strings `"inf"`, `"-inf"` and `"nan"` (JSON has no such numbers) and the
-//! response then carries `"non_finite": true`.
+//! Tensors travel as nested JSON lists ([`tensor`]); all arithmetic is in `f64`, except the FM
+//! identity, which runs in the model's own f32 ([`fm`]). Non-finite results are written as the
+//! strings `"inf"`, `"-inf"` and `"nan"` (JSON has no such numbers) and the response then carries
+//! `"non_finite": true`.
 
 pub mod dropout;
 pub mod fm;
 pub mod graph;
 pub mod norm;
 pub mod recurrent;
+pub mod schema;
 pub mod stability;
 pub mod tensor;
 
@@ -217,8 +220,12 @@ fn field_of_serde_message(message: &str) -> String {
     "body".to_string()
 }
 
-/// Train or eval behaviour of batchnorm and dropout (PyTorch's `module.train()` / `module.eval()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+/// Train or eval behaviour of batchnorm and dropout (PyTorch's `module.train()` / `module.eval()`):
+/// `train` uses batch statistics and draws a dropout mask, `eval` uses the running statistics and
+/// draws nothing.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Training behaviour (batch statistics, random mask).
@@ -228,8 +235,9 @@ pub enum Mode {
     Eval,
 }
 
-/// An element-wise non-linearity σ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// An element-wise non-linearity σ: `identity` σ(z) = z, `relu` max(z, 0), `sigmoid`
+/// 1 / (1 + e^−z), `tanh` tanh z. Each layer's field says which one it applies by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// σ(z) = z.

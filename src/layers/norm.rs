@@ -9,6 +9,9 @@ use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::schema::{
+    NumRank0To8, NumRank1To8, NumRank2Or3, NumVector, Rank1Or2, Rank1To8, Rank2Or3, Vector,
+};
 use super::tensor::{self, expect_shape, rank_error, Tensor};
 use super::{named, LayerError, LayerLimits, Mode};
 
@@ -24,84 +27,114 @@ fn default_normalized_dims() -> usize {
     1
 }
 
-/// A batch-normalisation request. `x` is (B, C) or (B, L, C); note PyTorch's `BatchNorm1d` takes
-/// (B, C, L), so a (B, L, C) input matches torch after `permute(0, 2, 1)`.
-#[derive(Debug, Clone, Deserialize)]
+/// A batch-normalisation request. `x` is (B, C) or (B, L, C), channels last: PyTorch's
+/// `BatchNorm1d` takes (B, C, L), so a (B, L, C) input matches torch after `permute(0, 2, 1)`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"x": [[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]], "mode": "train"}))]
 pub struct BatchNormRequest {
-    /// Input, (B, C) or (B, L, C).
+    /// Input, (B, C) or (B, L, C): channels last (PyTorch's (B, C, L) after `permute(0, 2, 1)`).
+    /// Train mode needs at least 2 values per channel (B·L ≥ 2).
+    #[schema(value_type = Rank2Or3)]
     pub x: Value,
-    /// `"train"` (default, as a fresh torch module) or `"eval"`.
+    /// `"train"` (default, as a fresh torch module): normalise with the batch statistics and
+    /// update the running ones; `"eval"`: normalise with the running statistics.
     #[serde(default, deserialize_with = "named::mode")]
+    #[schema(default = Mode::default)]
     pub mode: Mode,
     /// γ, C values; default ones.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub gamma: Option<Value>,
     /// β, C values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub beta: Option<Value>,
     /// Running mean before this call, C values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub running_mean: Option<Value>,
     /// Running variance before this call, C values; default ones.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub running_var: Option<Value>,
     /// ε added to the variance, ≥ 0; default 1e-5.
     #[serde(default = "default_eps", deserialize_with = "named::eps")]
+    #[schema(default = default_eps, minimum = 0.0)]
     pub eps: f64,
     /// Running-statistics momentum in [0, 1]; default 0.1.
     #[serde(default = "default_momentum", deserialize_with = "named::momentum")]
+    #[schema(default = default_momentum, minimum = 0.0, maximum = 1.0)]
     pub momentum: f64,
 }
 
 /// The result of batch normalisation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BatchNormResponse {
     /// Normalised output, same shape as `x`.
+    #[schema(value_type = NumRank2Or3)]
     pub y: Tensor,
     /// The per-channel mean used (batch mean in train mode, running mean in eval mode), C values.
+    #[schema(value_type = NumVector)]
     pub mean: Tensor,
-    /// The per-channel variance used (biased batch variance in train, running variance in eval).
+    /// The per-channel variance used (biased batch variance in train, running variance in eval),
+    /// C values.
+    #[schema(value_type = NumVector)]
     pub var: Tensor,
-    /// Running mean after this call (unchanged in eval mode).
+    /// Running mean after this call (unchanged in eval mode), C values.
+    #[schema(value_type = NumVector)]
     pub running_mean: Tensor,
-    /// Running variance after this call (unchanged in eval mode).
+    /// Running variance after this call, updated with the unbiased batch variance as PyTorch
+    /// does (unchanged in eval mode), C values.
+    #[schema(value_type = NumVector)]
     pub running_var: Tensor,
     /// Whether any value above is non-finite (written as a string).
     pub non_finite: bool,
 }
 
-/// A layer-normalisation request.
-#[derive(Debug, Clone, Deserialize)]
+/// A layer-normalisation request (PyTorch `LayerNorm` with `normalized_shape` = the last 1 or 2
+/// axes of `x`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"x": [[1.0, 2.0, 3.0], [4.0, 6.0, 8.0]], "normalized_dims": 1}))]
 pub struct LayerNormRequest {
-    /// Input; its last `normalized_dims` axes are normalised, the leading ones index samples.
+    /// Input of rank ≥ `normalized_dims`; its last `normalized_dims` axes are normalised, the
+    /// leading ones index samples (a (B, C) input gives B means).
+    #[schema(value_type = Rank1To8)]
     pub x: Value,
     /// How many trailing axes to normalise over: 1 or 2; default 1.
     #[serde(
         default = "default_normalized_dims",
         deserialize_with = "named::normalized_dims"
     )]
+    #[schema(default = default_normalized_dims, minimum = 1, maximum = 2)]
     pub normalized_dims: usize,
-    /// γ, shaped like the normalised axes; default ones.
+    /// γ, shaped like the normalised axes (rank `normalized_dims`); default ones.
     #[serde(default)]
+    #[schema(value_type = Option<Rank1Or2>)]
     pub gamma: Option<Value>,
-    /// β, shaped like the normalised axes; default zeros.
+    /// β, shaped like the normalised axes (rank `normalized_dims`); default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Rank1Or2>)]
     pub beta: Option<Value>,
     /// ε added to the variance, ≥ 0; default 1e-5.
     #[serde(default = "default_eps", deserialize_with = "named::eps")]
+    #[schema(default = default_eps, minimum = 0.0)]
     pub eps: f64,
 }
 
 /// The result of layer normalisation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LayerNormResponse {
     /// Normalised output, same shape as `x`.
+    #[schema(value_type = NumRank1To8)]
     pub y: Tensor,
-    /// One mean per sample, shaped like the leading axes of `x`.
+    /// One mean per sample, shaped like the leading axes of `x` (a bare value when there are
+    /// none).
+    #[schema(value_type = NumRank0To8)]
     pub mean: Tensor,
     /// One biased variance per sample, shaped like the leading axes of `x`.
+    #[schema(value_type = NumRank0To8)]
     pub var: Tensor,
     /// Whether any value above is non-finite.
     pub non_finite: bool,

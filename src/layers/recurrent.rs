@@ -4,6 +4,7 @@ use ndarray::{s, Array1, Array2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::schema::{Matrix, NumMatrix, Vector};
 use super::tensor::{self, expect_shape, Tensor};
 use super::{
     check_elements, check_steps, check_work, named, sigmoid, Activation, LayerError, LayerLimits,
@@ -13,73 +14,98 @@ fn default_sigmoid() -> Activation {
     Activation::Sigmoid
 }
 
-/// An Elman RNN request: h_t = σ(W [x_t, h_{t−1}] + b), o_t = σ_o(V h_t + c).
-#[derive(Debug, Clone, Deserialize)]
+/// An Elman RNN request: h_t = σ(W [x_t, h_{t−1}] + b), o_t = σ_o(V h_t + c), over one sequence
+/// (no batch axis). σ defaults to sigmoid, where PyTorch's `nn.RNN` uses tanh.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"x": [[1.0], [0.5]], "w": [[0.5, 0.1, 0.0], [0.2, 0.0, 0.3]], "b": [0.0, 0.1],
+                          "v": [[1.0, -1.0]], "c": [0.0], "activation": "tanh"}))]
 pub struct RnnRequest {
-    /// Input sequence, (T, I).
+    /// Input sequence, (T, I): one sequence, no batch axis.
+    #[schema(value_type = Matrix)]
     pub x: Value,
-    /// W, (H, I + H): the input block first, then the recurrent block. PyTorch's `nn.RNN` is
-    /// W = [W_ih | W_hh].
+    /// W, (H, I + H): the input block first, then the recurrent block, i.e. PyTorch's
+    /// [W_ih | W_hh] side by side.
+    #[schema(value_type = Matrix)]
     pub w: Value,
-    /// b, H values (PyTorch: b_ih + b_hh).
+    /// b, H values: one bias (PyTorch's b_ih + b_hh).
+    #[schema(value_type = Vector)]
     pub b: Value,
     /// V, (O, H).
+    #[schema(value_type = Matrix)]
     pub v: Value,
     /// c, O values.
+    #[schema(value_type = Vector)]
     pub c: Value,
     /// h_0, H values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub h0: Option<Value>,
-    /// σ of the hidden state: `"sigmoid"` (default), `"tanh"`, `"relu"` or `"identity"`.
+    /// σ of the hidden state; default `"sigmoid"` (PyTorch's `nn.RNN` uses tanh: pass `"tanh"`
+    /// to match it).
     #[serde(default = "default_sigmoid", deserialize_with = "named::activation")]
+    #[schema(default = default_sigmoid)]
     pub activation: Activation,
-    /// σ_o of the output; default the same as `activation`.
+    /// σ_o of the output; default (absent or `null`) the same as `activation`.
     #[serde(default, deserialize_with = "named::output_activation")]
     pub output_activation: Option<Activation>,
 }
 
 /// Every hidden state and output of the RNN.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RnnResponse {
     /// h_1 … h_T, (T, H).
+    #[schema(value_type = NumMatrix)]
     pub h: Tensor,
     /// o_1 … o_T, (T, O).
+    #[schema(value_type = NumMatrix)]
     pub o: Tensor,
     /// Whether any value above is non-finite.
     pub non_finite: bool,
 }
 
-/// An LSTM request in PyTorch's layout (`torch.nn.LSTM`, one layer, gate order i, f, g, o).
-#[derive(Debug, Clone, Deserialize)]
+/// An LSTM request in PyTorch's layout (`torch.nn.LSTM`, one layer, gate order i, f, g, o; gates
+/// σ = sigmoid, cell input and output tanh), over one sequence (no batch axis).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"x": [[1.0], [0.5]], "w_ih": [[0.5], [0.5], [0.5], [0.5]],
+                          "w_hh": [[0.1], [0.1], [0.1], [0.1]]}))]
 pub struct LstmRequest {
-    /// Input sequence, (T, I).
+    /// Input sequence, (T, I): one sequence, no batch axis.
+    #[schema(value_type = Matrix)]
     pub x: Value,
-    /// W_ih, (4H, I).
+    /// W_ih, (4H, I): the blocks of gates i, f, g, o stacked in that order.
+    #[schema(value_type = Matrix)]
     pub w_ih: Value,
-    /// W_hh, (4H, H).
+    /// W_hh, (4H, H), same gate order; H is read from its width.
+    #[schema(value_type = Matrix)]
     pub w_hh: Value,
     /// b_ih, 4H values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub b_ih: Option<Value>,
     /// b_hh, 4H values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub b_hh: Option<Value>,
     /// h_0, H values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub h0: Option<Value>,
     /// c_0, H values; default zeros.
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub c0: Option<Value>,
 }
 
 /// Every hidden and cell state of the LSTM.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LstmResponse {
     /// h_1 … h_T, (T, H).
+    #[schema(value_type = NumMatrix)]
     pub h: Tensor,
     /// c_1 … c_T, (T, H).
+    #[schema(value_type = NumMatrix)]
     pub c: Tensor,
     /// Whether any value above is non-finite.
     pub non_finite: bool,

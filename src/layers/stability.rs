@@ -17,6 +17,7 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::schema::{Matrix, NumVector, Vector};
 use super::tensor::{self, expect_shape, Num, Tensor};
 use super::{check_steps, check_work, named, LayerError, LayerLimits};
 
@@ -32,21 +33,26 @@ const LOG10_HIGH: f64 = 6.0;
 const RADIUS_TOLERANCE: f64 = 1e-9;
 
 /// A stability request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"w": [[0.0, -1.1], [1.1, 0.0]], "steps": 50}))]
 pub struct StabilityRequest {
-    /// Recurrent matrix W, (H, H).
+    /// Recurrent matrix W, (H, H), H ≥ 1.
+    #[schema(value_type = Matrix)]
     pub w: Value,
     /// Start vector x, H values, non-zero; default all 1/√H (unit norm).
     #[serde(default)]
+    #[schema(value_type = Option<Vector>)]
     pub x: Option<Value>,
     /// N: norms are reported for n = 1 … N; 1 … `max_steps`, default 100.
     #[serde(default = "default_steps", deserialize_with = "named::steps")]
+    #[schema(default = default_steps, minimum = 1)]
     pub steps: usize,
 }
 
-/// Finite-horizon behaviour of ‖Wⁿx‖.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Behaviour of ‖Wⁿx‖: `exploding` (rose above 1e6 or overflowed), `vanishing` (fell below
+/// 1e−6) or `stable` (stayed within); for the asymptotic verdict, ρ > 1, ρ < 1 or ρ = 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StabilityVerdict {
     /// The norm rose above 1e6 (or overflowed).
@@ -57,8 +63,9 @@ pub enum StabilityVerdict {
     Stable,
 }
 
-/// How the spectral radius was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How the spectral radius was obtained: `qr_eigenvalues` (max |λ| from Hessenberg + Francis QR)
+/// or `gelfand` (repeated squaring, when QR did not converge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpectralMethod {
     /// max |λ| over all eigenvalues from Hessenberg + Francis QR.
@@ -68,12 +75,14 @@ pub enum SpectralMethod {
 }
 
 /// The stability report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StabilityResponse {
     /// ‖Wⁿx‖₂ for n = 1 … N. Tracked in log space with a renormalised iterate, so a norm is
     /// non-finite only when it truly exceeds f64 (then `"inf"`; every later norm too).
+    #[schema(value_type = NumVector)]
     pub norms: Tensor,
     /// log₁₀‖Wⁿx‖₂, finite even where `norms` overflowed; `"-inf"` once Wⁿx is exactly 0.
+    #[schema(value_type = NumVector)]
     pub log10_norms: Tensor,
     /// Finite-horizon verdict from the norms.
     pub verdict: StabilityVerdict,
