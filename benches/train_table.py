@@ -6,7 +6,7 @@ Runs, in one go, for each seed, on ``--split ua --min-rating 4 --dim 64 --thread
 * fmrecall ``--features ids --loss warp --epochs 30`` (LightFM's usual settings; lr 0.05 is the default)
 * fmrecall ``--features ids --loss warp --early-stopping`` (epochs chosen on validation from train)
 * fmrecall ``--features hybrid --loss warp --epochs 30``
-* fmrecall ``--loss bpr --epochs 30`` and ``--loss bpr --early-stopping``
+* fmrecall ``--features ids --loss bpr --epochs 30`` and ``--features ids --loss bpr --early-stopping``
 * the popularity ranking (from fmrecall's ``--json`` ``popularity`` object)
 * when ``--lightfm-python`` imports lightfm: LightFM warp ids (lr 0.05, 30 epochs, max_sampled 10),
   LightFM warp ids (lr 0.02, 60 epochs, max_sampled 20: its best, tuned on test), LightFM hybrid
@@ -32,7 +32,8 @@ import tempfile
 import time
 
 # --no-refit: the figures are the evaluated model's own; refitting on ua.test too would only cost time.
-COMMON = ["--split", "ua", "--min-rating", "4", "--dim", "64", "--threads", "2", "--no-refit"]
+COMMON = ["--split", "ua", "--min-rating", "4", "--dim", "64", "--threads", "2", "--no-refit",
+          "--no-register"]
 
 FM_RUNS = [
     # (key, label, settings, extra flags)

@@ -174,8 +174,17 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
+        let figment = figment.merge(Env::prefixed("FMRECALL_").split("__"));
+        // A key that changed meaning must not be dropped silently: with it gone, a config that set
+        // it and `epochs = 30` would quietly train 30 fixed epochs.
+        if figment.find_value("train.early_stopping").is_ok() {
+            return Err(ConfigError(
+                "train.early_stopping was removed: epochs are chosen by early stopping unless \
+                 train.epochs is set (remove the key, and train.epochs to keep early stopping)"
+                    .into(),
+            ));
+        }
         figment
-            .merge(Env::prefixed("FMRECALL_").split("__"))
             .extract::<Settings>()
             .map_err(|e| ConfigError(e.to_string()))
             .and_then(Settings::validated)
@@ -229,5 +238,14 @@ mod tests {
         let s = Settings::load(None).unwrap();
         assert_eq!(s.train.dim, 64);
         assert_eq!(s.data.format, Format::Synthetic);
+    }
+
+    #[test]
+    fn the_removed_early_stopping_key_is_refused_with_what_replaced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("old.toml");
+        std::fs::write(&file, "[train]\nearly_stopping = true\nepochs = 30\n").unwrap();
+        let e = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("train.early_stopping was removed"), "{e}");
     }
 }

@@ -48,7 +48,7 @@ pub enum ServeError {
 /// A user as a request describes them.
 #[derive(Debug, Clone, Default)]
 pub struct UserSpec {
-    /// External id; known users bring their features and their train items.
+    /// External id; known users bring their features and their seen items.
     pub id: Option<String>,
     /// Features (`age:25-34`); with an unknown id, or none, this is a cold-start user.
     pub features: Option<Vec<String>>,
@@ -61,7 +61,8 @@ pub struct RecallQuery {
     pub user: UserSpec,
     /// How many items.
     pub k: usize,
-    /// Leave out the user's train items.
+    /// Leave out the items the user already interacted with (every interaction known when the
+    /// model was built).
     pub exclude_seen: bool,
     /// Leave out these item ids too (unknown ids are ignored).
     pub exclude_items: Vec<String>,

@@ -281,6 +281,14 @@ fn the_epoch_count_is_chosen_on_validation_data_unless_given() {
         TrainJob::from_settings(&s).unwrap().epochs,
         EpochChoice::Fixed(30)
     );
+    // Zero epochs would attach an untrained model's figures to a model refit for one epoch.
+    s.train.epochs = Some(0);
+    let e = TrainJob::from_settings(&s).unwrap_err().to_string();
+    assert!(e.contains("epochs"), "{e}");
+    s.train.epochs = None;
+    s.train.max_epochs = 0;
+    let e = TrainJob::from_settings(&s).unwrap_err().to_string();
+    assert!(e.contains("max_epochs"), "{e}");
 }
 
 /// MovieLens 100K as a user's own CSV export (every rating, user and item files in the wide and
@@ -336,6 +344,7 @@ async fn movielens_100k_as_own_csv_never_recalls_a_rated_item_at_k_100() {
     let summary = train(&job);
     assert_eq!(summary.fit, ModelFit::AllAfterEvaluation);
     assert_eq!(summary.features, FeatureSet::Hybrid);
+    assert_eq!(everything_seen(&job).len(), 943, "every user is asked");
     let offenders = recalled_seen_items(out.path(), &job, 100).await;
     assert!(
         offenders.is_empty(),

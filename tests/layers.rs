@@ -572,8 +572,7 @@ fn odd_inputs_never_panic() {
 
 /// `/openapi.json` as the service serves it.
 fn openapi() -> Value {
-    use utoipa::OpenApi;
-    serde_json::to_value(fmrecall::api::ApiDoc::openapi()).expect("the document serialises")
+    serde_json::to_value(fmrecall::api::layers_openapi()).expect("the document serialises")
 }
 
 /// Follows `$ref`s (and a `oneOf` wrapping a single schema, utoipa's way of adding a default or

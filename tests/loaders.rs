@@ -351,6 +351,11 @@ fn interaction_columns_can_be_named_and_a_missing_one_lists_those_found() {
     }
     s.columns.user = "userId".into();
     s.columns.item = "MOVIEID".into();
+    // A rating column the settings name must be there: without it every row would be a positive.
+    s.columns.rating = "score".into();
+    let e = Dataset::load(&s).unwrap_err().to_string();
+    assert!(e.contains("no \"score\" column"), "{e}");
+    s.columns.rating = "rating".into();
     let ds = Dataset::load(&s).unwrap();
     assert_eq!(ds.interactions.len(), 2);
     assert_eq!(ds.interactions[0].rating, Some(4.5));

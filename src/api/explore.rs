@@ -95,12 +95,13 @@ pub struct UserResponse {
     pub model_version: String,
     /// The user's id.
     pub user_id: String,
-    /// `model` (known at training time, with train items) or `catalog` (created later with
+    /// `model` (known at training time, with their seen items) or `catalog` (created later with
     /// `PUT /v1/users/{id}`: features only).
     pub source: String,
     /// The user's features (the id feature first for users of the model).
     pub features: Vec<String>,
-    /// How many train items the user has (what exclude-seen leaves out of recall).
+    /// How many items the user is known to have interacted with (what exclude-seen leaves out of
+    /// recall).
     pub known_items_total: usize,
     /// The first `limit` of them.
     pub known_items: Vec<ItemEntry>,

@@ -154,6 +154,16 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(admin::routes(state))
 }
 
+/// The part of the OpenAPI document that describes the ten `/v1/layers/...` routes, exactly as the
+/// service serves it, for tools and tests without a running service (the write and admin routes
+/// need the service's tokens to be built).
+pub fn layers_openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(layers::routes())
+        .split_for_parts()
+        .1
+}
+
 async fn overloaded(err: tower::BoxError) -> impl IntoResponse {
     let (status, code) = if err.is::<tower::load_shed::error::Overloaded>() {
         (StatusCode::SERVICE_UNAVAILABLE, "overloaded")

@@ -34,14 +34,15 @@ pub struct RecallRequest {
     /// Features (`age:25-34`). Without a `user_id` the model knows, the user is served from these
     /// alone (cold start). With one, both are used on purpose: these replace that user's side
     /// features for this request (context such as a current region), while the user's id feature
-    /// and train items (left out by `exclude_seen`) stay.
+    /// and seen items (left out by `exclude_seen`) stay.
     #[serde(default)]
     pub features: Option<Vec<String>>,
     /// How many items (1..=max_k, default 10).
     #[serde(default = "default_k")]
     #[schema(minimum = 1)]
     pub k: usize,
-    /// Leave out the user's train items (default true).
+    /// Leave out the items the user already interacted with: every interaction known when the
+    /// model was built, whatever its split or rating (default true).
     #[serde(default = "yes")]
     pub exclude_seen: bool,
     /// Item ids to leave out.

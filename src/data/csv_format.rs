@@ -136,6 +136,25 @@ fn read_interactions(
         "; name yours with --user-column, --item-column, --rating-column, --timestamp-column or \
          [data.columns]",
     )?;
+    // The optional columns may be absent under their default names, not under names the user gave:
+    // a rating column that silently went missing would make every row a positive.
+    let defaults = CsvColumns::default();
+    for (name, default) in [
+        (&rating, &defaults.rating),
+        (&timestamp, &defaults.timestamp),
+    ] {
+        if !cols.contains_key(name.as_str()) && name != default {
+            let present: Vec<&str> = headers.iter().map(str::trim).collect();
+            return Err(DataError::bad_row(
+                path,
+                1,
+                format!(
+                    "header has no {name:?} column, which the settings name (found {})",
+                    present.join(",")
+                ),
+            ));
+        }
+    }
     for record in rd.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
         let position = record.position().cloned();

@@ -612,9 +612,12 @@ impl EpochChooser {
         }
     }
 
-    /// Epochs since the best epoch decided so far (all of them while none is).
+    /// Judged epochs since the best one, once `epoch` is recorded: an epoch is judged when its
+    /// neighbours after it are in, so the count runs `SMOOTHING` behind; 0 while none is judged.
     fn epochs_since_best(&self, epoch: usize) -> usize {
-        epoch - self.best.as_ref().map_or(0, |b| b.1)
+        self.best.as_ref().map_or(0, |b| {
+            epoch.saturating_sub(Self::SMOOTHING).saturating_sub(b.1)
+        })
     }
 
     /// The chosen epoch and its parameters, once the last epochs are judged on the neighbours
@@ -757,6 +760,29 @@ mod tests {
         let (epoch, w0) = choose(&[0.10, 0.30, 0.10, 0.22, 0.25, 0.25, 0.25, 0.22, 0.20]);
         assert_eq!(epoch, 6);
         assert_eq!(w0, 6.0, "the parameters are the chosen epoch's");
+    }
+
+    #[test]
+    fn patience_counts_judged_epochs_after_the_best() {
+        let mut chooser = EpochChooser::default();
+        let mut stopped_at = None;
+        // Smoothed, epoch 4 is best (the middle of the plateau); with patience 2, epochs 5 and 6
+        // must be judged after it, which needs epoch 8 recorded, before stopping.
+        let figures = [0.1, 0.2, 0.3, 0.3, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1];
+        for (i, f) in figures.iter().enumerate() {
+            let model = FmModel::random(1, 1, 0.0, &mut Rng::new(1));
+            chooser.push(i + 1, *f, model);
+            if chooser.epochs_since_best(i + 1) >= 2 {
+                stopped_at = Some(i + 1);
+                break;
+            }
+        }
+        assert_eq!(stopped_at, Some(8));
+        assert_eq!(chooser.finish().unwrap().0, 4);
+        // Nothing judged yet: no stop, whatever the patience.
+        let mut early = EpochChooser::default();
+        early.push(1, 0.1, FmModel::random(1, 1, 0.0, &mut Rng::new(1)));
+        assert_eq!(early.epochs_since_best(1), 0);
     }
 
     #[test]

@@ -73,10 +73,11 @@ impl std::str::FromStr for ActivationRule {
 }
 
 impl ActivationRule {
-    /// Whether the run's figures satisfy the rule (false when the figure is missing).
+    /// Whether the run's figures satisfy the rule; an error says why it cannot be judged (a run
+    /// that was not evaluated, a figure the run does not have).
     pub fn holds(&self, metrics: Option<&Metrics>) -> Result<bool, String> {
         let Some(m) = metrics else {
-            return Ok(false);
+            return Err("the run was not evaluated (--split none), so no figure can hold".into());
         };
         let figure = m
             .named()
@@ -122,7 +123,7 @@ mod tests {
             .unwrap()
             .holds(Some(&m))
             .is_err());
-        assert!(!rule.holds(None).unwrap());
+        assert!(rule.holds(None).unwrap_err().contains("not evaluated"));
     }
 }
 

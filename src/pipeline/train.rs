@@ -210,11 +210,12 @@ pub fn train_on(
     let n = vocab.len();
     // The per-epoch history of the evaluated run, on a seeded sample of the test users when asked
     // (the final figures below are on all of them).
-    let history_set = full.eval.as_ref().map(|set| match job.eval_users {
-        Some(n) if n < set.users.len() => set.sample_users(n, job.params.seed),
-        _ => set.clone(),
+    let sampled = (full.eval.as_ref()).and_then(|set| match job.eval_users {
+        Some(n) if n < set.users.len() => Some(set.sample_users(n, job.params.seed)),
+        _ => None,
     });
-    let history_users = history_set.as_ref().map(|set| set.users.len());
+    let history_set = sampled.as_ref().or(full.eval.as_ref());
+    let history_users = history_set.map(|set| set.users.len());
     let fixed = |prepared: &Prepared,
                  history: Option<&EvalSet>,
                  n: usize,
@@ -229,7 +230,7 @@ pub fn train_on(
     let mut validation_history = Vec::new();
     let outcome: TrainOutcome = match job.epochs {
         EpochChoice::Fixed(epochs) => phase(progress, "final", epochs, |r| {
-            fixed(&full, history_set.as_ref(), n, epochs, r)
+            fixed(&full, history_set, n, epochs, r)
         })?,
         EpochChoice::EarlyStopping {
             max_epochs,
@@ -259,7 +260,7 @@ pub fn train_on(
             if refit {
                 let epochs = chosen.best_epoch.max(1);
                 phase(progress, "final", epochs, |r| {
-                    fixed(&full, history_set.as_ref(), n, epochs, r)
+                    fixed(&full, history_set, n, epochs, r)
                 })?
             } else {
                 chosen
@@ -567,6 +568,18 @@ impl TrainJob {
                 name: "train_min_rating",
                 allowed: "a finite number",
                 value: r.to_string(),
+            }
+            .into());
+        }
+        if t.epochs == Some(0) || t.max_epochs == 0 {
+            return Err(TrainError::InvalidParameter {
+                name: if t.epochs == Some(0) {
+                    "epochs"
+                } else {
+                    "max_epochs"
+                },
+                allowed: ">= 1",
+                value: "0".into(),
             }
             .into());
         }

@@ -1,5 +1,5 @@
 //! Read-only views of a serving model for browsing clients such as the dashboard: a known user's
-//! features and train items, items found by id or title, and the user-side features a new user can
+//! features and seen items, items found by id or title, and the user-side features a new user can
 //! be described with. Pure look-ups over the artifact; the HTTP layer only parses and maps.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub struct KnownUser {
     pub user_id: String,
     /// Features, the id feature first.
     pub features: Vec<String>,
-    /// How many train items the user has.
+    /// How many items the user is known to have interacted with.
     pub known_items_total: usize,
     /// The first `limit` of them, in catalog order.
     pub known_items: Vec<ItemEntry>,
@@ -108,7 +108,7 @@ impl ServingModel {
         }
     }
 
-    /// A known user's features and (up to `limit`) train items; `None` if the model does not know
+    /// A known user's features and (up to `limit`) seen items; `None` if the model does not know
     /// the id.
     pub fn known_user(&self, id: &str, limit: usize) -> Option<KnownUser> {
         let &u = self.user_index.get(id)?;
