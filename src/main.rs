@@ -35,6 +35,9 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a saved model on a dataset and split.
     Eval(EvalArgs),
+    /// Write a model's user and item vectors, ids and biases in inner-product form, as files other
+    /// systems read (NumPy .npy; Parquet is not yet available).
+    Export(ExportArgs),
     /// Benchmark the recall indexes (exact, our graph with and without the norm walk, hnswlib,
     /// hnsw_rs): build time, recall@k against exact search, queries/s, memory.
     BenchIndex(BenchIndexArgs),
@@ -295,6 +298,26 @@ enum Source {
 }
 
 #[derive(Args)]
+struct ExportArgs {
+    /// Artifact folder or model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder to write into (created if needed; the export's own files in it are replaced).
+    #[arg(long)]
+    out: PathBuf,
+    /// File format. Only npy for now: Parquet is not yet available.
+    #[arg(long, value_enum, default_value = "npy")]
+    format: ExportFormat,
+}
+
+/// Formats `fmrecall export` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// NumPy .npy arrays (f32, C order) with ids files and manifest.json.
+    Npy,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// Artifact folder or model file.
     #[arg(long)]
@@ -434,6 +457,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
             a.data.apply(&mut settings);
             eval(&a, &settings)
         }
+        Command::Export(a) => export(&a),
         Command::Serve(a) => {
             set(&mut settings.server.bind, a.bind);
             set(&mut settings.server.model, a.model);
@@ -527,6 +551,25 @@ fn eval(a: &EvalArgs, settings: &Settings) -> Result<(), Box<dyn std::error::Err
             println!("{name:>14} {}", pipeline::figure_text(&name, value));
         }
     }
+    Ok(())
+}
+
+/// `fmrecall export`: the inner-product form as files, and a one-line summary.
+fn export(a: &ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let artifact = fmrecall::fm::ModelArtifact::load(&a.model)?;
+    let report = match a.format {
+        ExportFormat::Npy => fmrecall::fm::write_npy(&artifact, &a.out)?,
+    };
+    let m = &report.manifest;
+    println!(
+        "exported {} users and {} items (vectors of k + 1 = {}) of model {} as {} to {}",
+        m.users,
+        m.items,
+        m.dim + 1,
+        m.model_version,
+        m.format,
+        report.dir.display()
+    );
     Ok(())
 }
 

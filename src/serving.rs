@@ -196,9 +196,8 @@ impl ServingModel {
         let started = Instant::now();
         let artifact = ModelArtifact::load(path)?;
         let meta = &artifact.meta;
-        let vocab = &meta.vocabulary;
-        let user_rows = FeatureRows::encode(vocab, &meta.users);
-        let item_rows = FeatureRows::encode(vocab, &meta.items);
+        let user_rows = artifact.user_rows();
+        let item_rows = artifact.item_rows();
         let items = Arc::new(ItemVectors::new(&artifact.model, &item_rows));
         // A sample of real user queries to check the graph against brute force.
         let step = (meta.users.len() / settings.check_queries.max(1)).max(1);

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::eval::{ColdStart, Metrics};
 use super::model::FmModel;
 use super::train::{EpochReport, TrainParams};
-use crate::data::{Entity, FeatureSet, FeatureVocabulary};
+use crate::data::{Entity, FeatureRows, FeatureSet, FeatureVocabulary};
 
 /// The artifact format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -294,6 +294,18 @@ impl ModelArtifact {
             return Err(io_err(&path)(e));
         }
         Ok(path)
+    }
+
+    /// Every known user's features encoded with the vocabulary, in `meta.users` order: what
+    /// serving and the export compute user queries from.
+    pub fn user_rows(&self) -> FeatureRows {
+        FeatureRows::encode(&self.meta.vocabulary, &self.meta.users)
+    }
+
+    /// Every catalog item's features encoded with the vocabulary, in `meta.items` order: what
+    /// serving and the export compute item vectors from.
+    pub fn item_rows(&self) -> FeatureRows {
+        FeatureRows::encode(&self.meta.vocabulary, &self.meta.items)
     }
 
     /// Loads an artifact from its folder or from the model file itself.

@@ -1,14 +1,18 @@
-//! The Factorization Machine: model, training, evaluation, export to inner-product form, artifact.
+//! The Factorization Machine: model, training, evaluation, export to inner-product form (and to
+//! `.npy` files other systems read), artifact.
 
 pub mod artifact;
 pub mod eval;
 pub mod export;
+pub mod export_files;
 pub mod model;
+pub mod npy;
 pub mod report;
 pub mod train;
 
 pub use artifact::{ArtifactError, ModelArtifact};
 pub use eval::{EvalSet, Metrics};
 pub use export::UserQuery;
+pub use export_files::{write_npy, ExportError, ExportManifest, ExportReport};
 pub use model::FmModel;
 pub use train::{Loss, Schedule, TrainError, TrainParams, TrainingSet};

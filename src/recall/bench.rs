@@ -434,15 +434,10 @@ pub fn from_model(
     dir: &std::path::Path,
     n_queries: usize,
 ) -> Result<(ItemVectors, Vec<Vec<f32>>), crate::fm::ArtifactError> {
-    use crate::data::FeatureRows;
     use crate::fm::{ModelArtifact, UserQuery};
     let artifact = ModelArtifact::load(dir)?;
-    let vocab = &artifact.meta.vocabulary;
-    let items = ItemVectors::new(
-        &artifact.model,
-        &FeatureRows::encode(vocab, &artifact.meta.items),
-    );
-    let users = FeatureRows::encode(vocab, &artifact.meta.users);
+    let items = ItemVectors::new(&artifact.model, &artifact.item_rows());
+    let users = artifact.user_rows();
     let step = (users.len() / n_queries.max(1)).max(1);
     let queries = (0..users.len())
         .step_by(step)
