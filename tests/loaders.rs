@@ -356,6 +356,10 @@ fn interaction_columns_can_be_named_and_a_missing_one_lists_those_found() {
     let e = Dataset::load(&s).unwrap_err().to_string();
     assert!(e.contains("no \"score\" column"), "{e}");
     s.columns.rating = "rating".into();
+    s.columns.item = "USERID".into();
+    let e = Dataset::load(&s).unwrap_err().to_string();
+    assert!(e.contains("both"), "{e}");
+    s.columns.item = "movieId".into();
     let ds = Dataset::load(&s).unwrap();
     assert_eq!(ds.interactions.len(), 2);
     assert_eq!(ds.interactions[0].rating, Some(4.5));

@@ -128,6 +128,11 @@ fn read_interactions(
     let [user, item, rating, timestamp] =
         [&names.user, &names.item, &names.rating, &names.timestamp]
             .map(|n| n.trim().to_ascii_lowercase());
+    if user == item {
+        return Err(DataError::InvalidOption(format!(
+            "the user and item columns are both {user:?} (--user-column, --item-column)"
+        )));
+    }
     let cols = columns(
         path,
         &headers,

@@ -272,15 +272,15 @@ impl Dataset {
         (applied, warning)
     }
 
-    /// A copy with every interaction in the train part and nothing held out: the data a model
-    /// for deployment learns from once its settings were evaluated on a split.
-    pub fn everything_as_train(&self) -> Dataset {
-        let mut all = self.clone();
-        all.interactions
+    /// The dataset with every interaction in the train part and nothing held out: the data a
+    /// model for deployment learns from once its settings were evaluated on a split. Consumes it,
+    /// so that a run at tens of millions of interactions never holds two copies.
+    pub fn into_everything_as_train(mut self) -> Dataset {
+        self.interactions
             .iter_mut()
             .for_each(|it| it.part = Part::Train);
-        all.held_out = HeldOut::default();
-        all
+        self.held_out = HeldOut::default();
+        self
     }
 
     /// Per user, the sorted, de-duplicated items of every interaction, whatever its part: what

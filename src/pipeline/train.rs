@@ -298,8 +298,10 @@ pub fn train_on(
     // The deployment path: what was evaluated is trained once more on everything. Tuning runs are
     // not models to serve, and a run with nothing evaluated has learnt from everything already.
     let evaluated = metrics.is_some();
+    // The train split's rows and test set are done with: not kept alive beside the refit's.
+    drop(full);
     let (fit, served, refit_seconds) = if job.refit_on_all && evaluated && !job.tune {
-        let everything = dataset.everything_as_train();
+        let everything = dataset.into_everything_as_train();
         let vocab_all = FeatureVocabulary::from_train(&everything);
         let all = prepare(&everything, &vocab_all, thresholds, job.eval_k);
         let epochs = outcome.best_epoch.max(1);
