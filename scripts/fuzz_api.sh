@@ -72,12 +72,15 @@ echo "== schemathesis $SCHEMATHESIS_VERSION against $BASE/openapi.json ($EXAMPLE
 started=$(date +%s)
 set +e
 # From the temporary folder: schemathesis keeps a cache in its working directory.
+# One worker: with two, hypothesis parses lambda sources from two threads at once, which trips
+# CPython 3.11's AST constructor ("SystemError: AST constructor recursion depth mismatch",
+# cpython#106905) and failed a CI run with a runtime error that was no finding about the API.
 repo=$PWD
 cd "$TMP"
 timeout --signal=INT "$MAX_TIME" "$venv/bin/schemathesis" run "$BASE/openapi.json" \
     --checks all --exclude-checks positive_data_acceptance \
     --header "Authorization: Bearer $ADMIN_TOKEN" \
-    --max-examples "$EXAMPLES" --seed "$SEED" --workers 2 \
+    --max-examples "$EXAMPLES" --seed "$SEED" --workers 1 \
     --request-timeout 20 --continue-on-failure --max-failures 100 \
     --generation-database none --no-color \
     --report junit --report-dir "$TMP/report" 2>&1 | tee "$TMP/schemathesis.out"
