@@ -128,7 +128,7 @@ pub async fn choose_model(
         .map_err(|e| ServerError::Model(e.to_string()))??;
     let artifact = ModelArtifact::load(&demo).map_err(|e| ServerError::Model(e.to_string()))?;
     let record = store
-        .register_model(&artifact.meta, &demo.join(crate::fm::artifact::MODEL_FILE))
+        .register_model(&artifact.meta, &crate::fm::artifact::model_file(&demo))
         .await?;
     let active = store.activate(record.id, "demo").await?;
     Ok(ModelChoice {

@@ -283,19 +283,19 @@ impl Dataset {
         self
     }
 
+    /// Per user, whether they have a train interaction (the users a model learns an id for).
+    pub fn users_in_train(&self) -> Vec<bool> {
+        let mut in_train = vec![false; self.users.len()];
+        for it in self.interactions.iter().filter(|it| it.part == Part::Train) {
+            in_train[it.user as usize] = true;
+        }
+        in_train
+    }
+
     /// Per user, the sorted, de-duplicated items of every interaction, whatever its part: what
     /// the user already had, which recall must never offer again.
     pub fn seen_items(&self) -> Vec<Vec<u32>> {
-        let mut lists = self.items_by_user(Part::Train, |_| true);
-        for (list, test) in lists
-            .iter_mut()
-            .zip(self.items_by_user(Part::Test, |_| true))
-        {
-            list.extend(test);
-            list.sort_unstable();
-            list.dedup();
-        }
-        lists
+        self.items_where(|_| true)
     }
 
     /// Whether an interaction counts as a positive at this rating threshold.
@@ -305,9 +305,14 @@ impl Dataset {
 
     /// Per user, the sorted, de-duplicated items of the given part that pass `keep`.
     pub fn items_by_user(&self, part: Part, keep: impl Fn(&Interaction) -> bool) -> Vec<Vec<u32>> {
+        self.items_where(|it| it.part == part && keep(it))
+    }
+
+    /// Per user, the sorted, de-duplicated items of the interactions that pass `keep`.
+    fn items_where(&self, keep: impl Fn(&Interaction) -> bool) -> Vec<Vec<u32>> {
         let mut lists = vec![Vec::new(); self.users.len()];
         for it in &self.interactions {
-            if it.part == part && keep(it) {
+            if keep(it) {
                 lists[it.user as usize].push(it.item);
             }
         }

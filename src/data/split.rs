@@ -204,10 +204,7 @@ impl ValidationSplit {
         };
         let mut rng = Rng::derive(seed, 0x7A11D);
         if !dataset.held_out.users.is_empty() {
-            let mut in_train = vec![false; dataset.users.len()];
-            for it in &carved.interactions {
-                in_train[it.user as usize] = true;
-            }
+            let in_train = carved.users_in_train();
             let training: Vec<u32> = (0..dataset.users.len() as u32)
                 .filter(|&u| in_train[u as usize])
                 .collect();

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Dataset, Entity, Part};
+use super::{Dataset, Entity};
 
 /// Maps feature names (`user:196`, `genre:Drama`) to dense indices of the model's parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,12 +37,7 @@ impl FeatureVocabulary {
     /// items stay unknown, as they would be to a model in production: they are ranked from the
     /// features they share with the others.
     pub fn from_train(dataset: &Dataset) -> Self {
-        let mut in_train = vec![false; dataset.users.len()];
-        for it in &dataset.interactions {
-            if it.part == Part::Train {
-                in_train[it.user as usize] = true;
-            }
-        }
+        let in_train = dataset.users_in_train();
         let mut v = FeatureVocabulary::default();
         for (u, _) in in_train.iter().enumerate().filter(|(_, &t)| t) {
             for f in &dataset.users[u].features {

@@ -453,16 +453,11 @@ fn build_artifact(
     // what each of them has seen is every interaction of theirs, test ones included, so that
     // recall never offers an item the user already had.
     let dataset = &fitted.dataset;
-    let train_seen = dataset.items_by_user(Part::Train, |_| true);
+    let in_train = dataset.users_in_train();
     let mut users = Vec::new();
     let mut seen = Vec::new();
-    for ((user, train), all) in dataset
-        .users
-        .iter()
-        .zip(train_seen)
-        .zip(dataset.seen_items())
-    {
-        if !train.is_empty() {
+    for ((user, trained), all) in dataset.users.iter().zip(in_train).zip(dataset.seen_items()) {
+        if trained {
             users.push(user.clone());
             seen.push(all);
         }
