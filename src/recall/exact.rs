@@ -107,6 +107,15 @@ impl RecallIndex for ExactIndex {
             build_seconds: 0.0,
         }
     }
+
+    /// Nothing to link: a scan reads every published row.
+    fn insert(&self, first: u32, count: usize) -> Result<(), IndexError> {
+        super::check_appended(&self.vectors, first, count)
+    }
+
+    fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError> {
+        Ok(Arc::new(ExactIndex::new(vectors)))
+    }
 }
 
 /// Exact top-k over the items that `filter` allows and `keep` accepts too: the exact path of an index

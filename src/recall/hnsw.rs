@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::exact::exact_top_k;
 use super::{
-    check_finite, check_query, check_range, ExactIndex, Filter, Hit, IndexError, IndexInfo,
-    RecallIndex,
+    check_finite, check_finite_rows, check_query, check_range, ExactIndex, Filter, Hit, IndexError,
+    IndexInfo, RecallIndex,
 };
 use crate::kernels::dot;
 use crate::vectors::ItemVectors;
@@ -74,8 +74,12 @@ impl HnswParams {
 
 /// hnsw_rs over scaled item vectors, with exact re-scoring and an exact path for selective filters.
 pub struct HnswRsIndex {
-    graph: Hnsw<'static, f32, ScaledDot>,
+    /// Shared with the copy made when the vectors grow ([`RecallIndex::regrown`]).
+    graph: Arc<Hnsw<'static, f32, ScaledDot>>,
     vectors: Arc<ItemVectors>,
+    /// The build's scale (vectors × scale have norm below 1); inserted rows get the same, and a
+    /// larger-norm newcomer is clamped by the distance but re-scored exactly.
+    scale: f32,
     params: HnswParams,
     exact_filter_below: usize,
     build_seconds: f64,
@@ -120,8 +124,9 @@ impl HnswRsIndex {
         let mut graph = graph;
         graph.set_searching_mode(true);
         Ok(HnswRsIndex {
-            graph,
+            graph: Arc::new(graph),
             vectors,
+            scale,
             params,
             exact_filter_below,
             build_seconds: started.elapsed().as_secs_f64(),
@@ -207,5 +212,27 @@ impl RecallIndex for HnswRsIndex {
             memory_bytes: 2 * std::mem::size_of_val(self.vectors.as_slice()) + links,
             build_seconds: self.build_seconds,
         }
+    }
+
+    /// hnsw_rs' own concurrent insertion, of the rows scaled like the build's.
+    fn insert(&self, first: u32, count: usize) -> Result<(), IndexError> {
+        super::check_appended(&self.vectors, first, count)?;
+        check_finite_rows(&self.vectors, first as usize..first as usize + count)?;
+        for i in first as usize..first as usize + count {
+            let scaled: Vec<f32> = self.vectors.row(i).iter().map(|x| x * self.scale).collect();
+            self.graph.insert_slice((&scaled, i));
+        }
+        Ok(())
+    }
+
+    fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError> {
+        Ok(Arc::new(HnswRsIndex {
+            graph: self.graph.clone(),
+            vectors,
+            scale: self.scale,
+            params: self.params.clone(),
+            exact_filter_below: self.exact_filter_below,
+            build_seconds: self.build_seconds,
+        }))
     }
 }

@@ -17,6 +17,8 @@ mod graph;
 mod hnsw;
 mod measure;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use build::{
@@ -148,6 +150,33 @@ pub trait RecallIndex: Send + Sync {
     /// Roughly how many multiply-adds an unfiltered search for `k` items at `ef` costs: what the
     /// service uses to decide whether a request may run on an async worker (see `api::compute`).
     fn work_estimate(&self, k: usize, ef: Option<usize>) -> u64;
+
+    /// Makes rows `first..first + count` of the index's item vectors findable: rows appended to the
+    /// shared [`ItemVectors`] (and published) since the index was built, in order. Safe while other
+    /// threads search; one caller at a time. **Errors** if those rows are not published.
+    fn insert(&self, first: u32, count: usize) -> Result<(), IndexError>;
+
+    /// This index over `vectors`, a larger copy of its own vectors (same rows first), for growth
+    /// past the capacity: the structure is copied, not rebuilt.
+    fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError>;
+}
+
+/// `Ok` when rows `first..first + count` are published in `vectors`: what every index checks
+/// before [`RecallIndex::insert`].
+pub(crate) fn check_appended(
+    vectors: &ItemVectors,
+    first: u32,
+    count: usize,
+) -> Result<(), IndexError> {
+    if first as usize + count <= vectors.len() {
+        Ok(())
+    } else {
+        Err(IndexError::InvalidParameter {
+            name: "inserted rows",
+            allowed: "published in the item vectors",
+            value: format!("{first}..{}", first as usize + count),
+        })
+    }
 }
 
 /// Which index to build.
@@ -229,12 +258,21 @@ pub(crate) fn check_range(
 
 /// Refuses vectors with NaN or infinite components.
 pub fn check_finite(vectors: &ItemVectors) -> Result<(), IndexError> {
-    for i in 0..vectors.len() {
-        if vectors.row(i).iter().any(|x| !x.is_finite()) {
-            return Err(IndexError::NonFiniteVector { item: i });
-        }
+    check_finite_rows(vectors, 0..vectors.len())
+}
+
+/// Refuses rows in `range` with NaN or infinite components (rows appended after a build).
+pub(crate) fn check_finite_rows(
+    vectors: &ItemVectors,
+    range: std::ops::Range<usize>,
+) -> Result<(), IndexError> {
+    match range
+        .into_iter()
+        .find(|&i| vectors.row(i).iter().any(|x| !x.is_finite()))
+    {
+        Some(item) => Err(IndexError::NonFiniteVector { item }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Checks a query's length and values against the index.

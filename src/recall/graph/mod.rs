@@ -663,4 +663,21 @@ impl RecallIndex for GraphIndex {
             build_seconds: self.build_seconds,
         }
     }
+
+    fn insert(&self, first: u32, count: usize) -> Result<(), IndexError> {
+        super::check_appended(&self.space, first, count)?;
+        Err(IndexError::InvalidParameter {
+            name: "live inserts",
+            allowed: "supported by the exact and hnsw_rs indexes (graph: in progress)",
+            value: count.to_string(),
+        })
+    }
+
+    fn regrown(&self, _vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError> {
+        Err(IndexError::InvalidParameter {
+            name: "live inserts",
+            allowed: "supported by the exact and hnsw_rs indexes (graph: in progress)",
+            value: "regrow".into(),
+        })
+    }
 }
