@@ -19,8 +19,12 @@ use crate::vectors::ItemVectors;
 
 mod browse;
 mod live;
+mod live_items;
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
 pub use live::{LiveModel, RefusedModel, SwapError, Swapped};
+pub use live_items::{ItemWrite, ItemWritten, LiveCounts};
+
+use live_items::{LiveItems, Searchable};
 
 /// Why a request could not be answered, or a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +162,22 @@ struct ResolvedUser<'a> {
     cold: bool,
 }
 
+/// The index's recall against exact search as measured after live writes, on the load-time
+/// check's user queries, seen items not excluded, deleted and superseded items excluded.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct QualityNow {
+    /// Mean recall@10.
+    pub recall_at_10: f64,
+    /// Mean recall@100.
+    pub recall_at_100: f64,
+    /// Index slots when measured (trained items plus every version written live).
+    pub items: usize,
+    /// Queries used.
+    pub queries: usize,
+    /// When (RFC 3339).
+    pub measured_at: String,
+}
+
 /// The file, in the artifact's folder, that holds its saved graph index.
 pub const GRAPH_FILE: &str = "index.graph";
 
@@ -177,15 +197,22 @@ pub struct ServingModel {
     user_index: HashMap<String, u32>,
     item_index: HashMap<String, u32>,
     user_rows: FeatureRows,
-    items: Arc<ItemVectors>,
+    /// The trained items' JSON prefixes (written items carry their own).
     item_json: ItemJson,
-    /// Item factor sums q_i scaled to unit length, for cosine similarity.
-    directions: Arc<ExactIndex>,
-    index: Arc<dyn RecallIndex>,
+    /// Vectors, index and directions: trained items first, then the items written live.
+    searchable: arc_swap::ArcSwap<Searchable>,
+    /// Items written while serving (`live_items.rs`).
+    live: LiveItems,
     quality: Option<IndexQuality>,
+    /// The load-time check's user queries, kept to re-measure the index after live writes.
+    sample: Vec<Vec<f32>>,
+    /// The last re-measure (`LiveModel` runs it after writes).
+    quality_now: arc_swap::ArcSwapOption<QualityNow>,
     load_seconds: f64,
     loaded_at: std::time::SystemTime,
-    /// Deactivated items (sorted indices), never recalled; replaced whole when the catalog changes.
+    /// Deactivated item ids, as the catalog last said.
+    inactive_ids: arc_swap::ArcSwap<Vec<String>>,
+    /// Slots never recalled (sorted): deactivated items and retired slots; replaced whole.
     inactive: arc_swap::ArcSwap<Vec<u32>>,
 }
 
@@ -198,18 +225,23 @@ impl ServingModel {
         let meta = &artifact.meta;
         let user_rows = artifact.user_rows();
         let item_rows = artifact.item_rows();
-        let items = Arc::new(ItemVectors::new(&artifact.model, &item_rows));
+        // Room for items written live (`live_items.rs`).
+        let trained = ItemVectors::new(&artifact.model, &item_rows);
+        let items = Arc::new(trained.with_capacity(live_items::initial_capacity(trained.len())));
+        drop(trained);
         // A sample of real user queries to check the graph against brute force.
         let step = (meta.users.len() / settings.check_queries.max(1)).max(1);
         let sample: Vec<Vec<f32>> = (0..meta.users.len())
             .step_by(step)
             .map(|u| UserQuery::new(&artifact.model, user_rows.row(u)).vector)
+            .take(settings.check_queries)
             .collect();
         // The graph is saved beside the artifact (see `recall::build_with_file`).
         let graph_file = artifact_dir(path).join(GRAPH_FILE);
         let (index, quality) =
             recall::build_with_file(items.clone(), settings, &sample, Some(&graph_file))?;
-        let directions = Arc::new(ExactIndex::new(Arc::new(unit_directions(&items))));
+        let directions = unit_directions(&items);
+        let directions = Arc::new(directions.with_capacity(items.capacity()));
         let item_json = ItemJson::render(&meta.items).map_err(ServeError::Render)?;
         Ok(ServingModel {
             item_json,
@@ -218,25 +250,26 @@ impl ServingModel {
             path: path.to_path_buf(),
             artifact,
             user_rows,
-            items,
-            directions,
-            index,
+            searchable: arc_swap::ArcSwap::from_pointee(Searchable {
+                items,
+                index,
+                directions,
+            }),
+            live: LiveItems::default(),
             quality,
+            sample,
+            quality_now: arc_swap::ArcSwapOption::empty(),
             load_seconds: started.elapsed().as_secs_f64(),
             loaded_at: std::time::SystemTime::now(),
+            inactive_ids: arc_swap::ArcSwap::from_pointee(Vec::new()),
             inactive: arc_swap::ArcSwap::from_pointee(Vec::new()),
         })
     }
 
-    /// Marks exactly these item ids as deactivated (ids this model does not know are ignored).
+    /// Marks exactly these item ids as deactivated (ids this model does not serve are ignored).
     pub fn set_inactive(&self, ids: &[String]) {
-        let mut items: Vec<u32> = ids
-            .iter()
-            .filter_map(|id| self.item_index.get(id).copied())
-            .collect();
-        items.sort_unstable();
-        items.dedup();
-        self.inactive.store(Arc::new(items));
+        self.inactive_ids.store(Arc::new(ids.to_vec()));
+        self.refresh_excluded();
     }
 
     /// Whether the model knows this user id.
@@ -244,11 +277,9 @@ impl ServingModel {
         self.user_index.contains_key(id)
     }
 
-    /// The catalog entry of an item id (title and features), if the model knows it.
+    /// The catalog entry of an item id (title and features), if the model serves it.
     pub fn item(&self, id: &str) -> Option<&crate::data::Entity> {
-        self.item_index
-            .get(id)
-            .map(|&i| &self.artifact.meta.items[i as usize])
+        self.slot_of(id).map(|slot| self.entity(slot))
     }
 
     /// The artifact's metadata.
@@ -268,12 +299,46 @@ impl ServingModel {
 
     /// The index's description.
     pub fn index_info(&self) -> IndexInfo {
-        self.index.info()
+        self.searchable.load().index.info()
     }
 
     /// The index's measured quality against brute force (None for exact search).
     pub fn index_quality(&self) -> Option<IndexQuality> {
         self.quality
+    }
+
+    /// The last re-measure of the index after live writes, if any.
+    pub fn quality_now(&self) -> Option<Arc<QualityNow>> {
+        self.quality_now.load_full()
+    }
+
+    /// Re-measures the index's recall@10/@100 against exact search (every slot appended so far,
+    /// under the current exclusions) and keeps the figures for `/v1/model`. A brute-force pass
+    /// per sample query: call it off the request path, and not after every write.
+    pub fn measure_quality_now(&self) -> Result<Arc<QualityNow>, ServeError> {
+        let searchable = self.searchable.load_full();
+        let exact = ExactIndex::new(searchable.items.clone());
+        let excluded = self.inactive.load_full();
+        let filter = if excluded.is_empty() {
+            Filter::All
+        } else {
+            Filter::Exclude(&excluded)
+        };
+        let (at_10, at_100) =
+            recall::recall_at_10_and_100(&*searchable.index, &exact, &self.sample, filter)?;
+        let measured = Arc::new(QualityNow {
+            recall_at_10: at_10,
+            recall_at_100: at_100,
+            items: searchable.items.len(),
+            queries: self.sample.len(),
+            measured_at: crate::fm::artifact::rfc3339(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
+        });
+        self.quality_now.store(Some(measured.clone()));
+        Ok(measured)
     }
 
     /// Seconds from "model file" to "ready to serve".
@@ -286,9 +351,10 @@ impl ServingModel {
         self.loaded_at
     }
 
-    /// Number of items in the catalog.
+    /// Number of slots in the index: trained items and every version of the items written live
+    /// (retired slots included).
     pub fn item_count(&self) -> usize {
-        self.items.len()
+        self.searchable.load().items.len()
     }
 
     fn resolve(&self, user: &UserSpec) -> Result<ResolvedUser<'_>, ServeError> {
@@ -328,18 +394,18 @@ impl ServingModel {
     }
 
     fn scored(&self, item: u32, score: f32) -> ScoredItem<'_> {
-        let entity = &self.artifact.meta.items[item as usize];
+        let entity = self.entity(item);
         ScoredItem {
             item_id: &entity.id,
             title: entity.title.as_deref(),
             score,
-            json_prefix: self.item_json.prefix(item),
+            json_prefix: self.prefix(item),
         }
     }
 
     /// Roughly how many multiply-adds [`ServingModel::recall`] costs for `q`.
     pub fn recall_work(&self, q: &RecallQuery) -> u64 {
-        self.index.work_estimate(q.k, q.ef)
+        self.searchable.load().index.work_estimate(q.k, q.ef)
     }
 
     /// The k items with the highest FM score for the user, under the query's exclusions.
@@ -353,11 +419,18 @@ impl ServingModel {
             seen
         } else {
             let mut all = seen.to_vec();
-            all.extend(
-                q.exclude_items
-                    .iter()
-                    .filter_map(|id| self.item_index.get(id).copied()),
-            );
+            {
+                // A seen item written live since training is excluded at its new slot too.
+                let overrides = self
+                    .live
+                    .overrides
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                if !overrides.moved.is_empty() {
+                    all.extend(seen.iter().filter_map(|s| overrides.moved.get(s).copied()));
+                }
+            }
+            all.extend(q.exclude_items.iter().filter_map(|id| self.slot_of(id)));
             all.extend(inactive.iter().copied());
             all.sort_unstable();
             all.dedup();
@@ -369,7 +442,11 @@ impl ServingModel {
         } else {
             Filter::Exclude(excluded)
         };
-        let hits = self.index.search(&user.query.vector, q.k, q.ef, filter)?;
+        let hits = self
+            .searchable
+            .load()
+            .index
+            .search(&user.query.vector, q.k, q.ef, filter)?;
         Ok(Recalled {
             items: hits
                 .into_iter()
@@ -387,14 +464,14 @@ impl ServingModel {
         item_ids: &[String],
     ) -> Result<(Vec<ScoredItem<'_>>, Vec<String>), ServeError> {
         let user = self.resolve(user)?;
+        let items = &self.searchable.load().items;
         let mut out = Vec::with_capacity(item_ids.len());
         for id in item_ids {
-            let &i = self
-                .item_index
-                .get(id)
+            let i = self
+                .slot_of(id)
                 .ok_or_else(|| ServeError::UnknownItem(id.clone()))?;
             let s = user.query.constant
-                + crate::kernels::dot(&user.query.vector, self.items.row(i as usize));
+                + crate::kernels::dot(&user.query.vector, items.row(i as usize));
             out.push(self.scored(i, s));
         }
         Ok((out, user.unknown))
@@ -402,18 +479,16 @@ impl ServingModel {
 
     /// The k items whose factor vectors are closest in cosine to this item's (itself left out).
     pub fn similar(&self, item_id: &str, k: usize) -> Result<Vec<ScoredItem<'_>>, ServeError> {
-        let &i = self
-            .item_index
-            .get(item_id)
+        let i = self
+            .slot_of(item_id)
             .ok_or_else(|| ServeError::UnknownItem(item_id.to_string()))?;
-        let query = self.directions.vectors().row(i as usize).to_vec();
+        let directions = ExactIndex::new(self.searchable.load().directions.clone());
+        let query = directions.vectors().row(i as usize).to_vec();
         let mut excluded: Vec<u32> = self.inactive.load().iter().copied().collect();
         excluded.push(i);
         excluded.sort_unstable();
         excluded.dedup();
-        let hits = self
-            .directions
-            .search(&query, k, None, Filter::Exclude(&excluded))?;
+        let hits = directions.search(&query, k, None, Filter::Exclude(&excluded))?;
         Ok(hits
             .into_iter()
             .map(|h| self.scored(h.item, h.score))

@@ -10,7 +10,8 @@ use utoipa_axum::routes;
 use super::admin::{require_write, store};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
-use crate::store::EventRecord;
+use crate::serving::{ItemWrite, ItemWritten};
+use crate::store::{EventRecord, ItemRecord};
 
 /// Longest id or feature accepted.
 const MAX_ID: usize = 256;
@@ -25,11 +26,40 @@ fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Most features one user or item may carry.
+const MAX_FEATURES: usize = 1000;
+/// Longest title accepted, in bytes.
+const MAX_TITLE: usize = 1024;
+
+/// Checks a feature list (`field` names it in errors): at most [`MAX_FEATURES`], each
+/// `name:value` with both parts non-empty, at most [`MAX_ID`] bytes, no control characters.
+fn check_features(field: &str, features: &[String]) -> Result<(), ApiError> {
+    if features.len() > MAX_FEATURES {
+        return Err(ApiError::field(
+            field,
+            format!("at most {MAX_FEATURES} features"),
+        ));
+    }
+    for (i, f) in features.iter().enumerate() {
+        let ok = f
+            .split_once(':')
+            .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty());
+        if !ok || f.len() > MAX_ID || f.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                format!("{field}[{i}]"),
+                format!("{f:?} is not name:value (at most {MAX_ID} printable characters)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The catalog's write routes, behind the write (or admin) token.
 pub(super) fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(put_user))
-        .routes(routes!(patch_item))
+        .routes(routes!(put_item, patch_item, delete_item))
+        .routes(routes!(post_items))
         .routes(routes!(post_events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_write))
 }
@@ -66,20 +96,7 @@ pub async fn put_user(
     ApiJson(body): ApiJson<UserBody>,
 ) -> Result<Json<UserStored>, ApiError> {
     check_id("user_id", &user_id)?;
-    if body.features.len() > 1000 {
-        return Err(ApiError::field("features", "at most 1000 features"));
-    }
-    for (i, f) in body.features.iter().enumerate() {
-        let ok = f
-            .split_once(':')
-            .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty());
-        if !ok || f.len() > MAX_ID {
-            return Err(ApiError::field(
-                format!("features[{i}]"),
-                format!("{f:?} is not name:value"),
-            ));
-        }
-    }
+    check_features("features", &body.features)?;
     store(&state)?.upsert_user(&user_id, &body.features).await?;
     let unknown_features = match state.live.current() {
         Some(m) => m.meta().vocabulary.encode(&body.features).1,
@@ -89,6 +106,218 @@ pub async fn put_user(
         user_id,
         features: body.features,
         unknown_features,
+    }))
+}
+
+/// `PUT /v1/items/{id}`: an item described by its features.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"features": ["genre:Comedy", "decade:1990s"], "title": "A new film"}))]
+pub struct ItemBody {
+    /// Side features (`name:value`, at most 1000); a trained item keeps its id feature.
+    #[schema(max_items = 1000)]
+    pub features: Vec<String>,
+    /// Title (at most 1024 bytes).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub title: Option<String>,
+    /// Whether recall may return it (default: unchanged, true for a new item).
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// One item of `POST /v1/items`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkItem {
+    /// Id.
+    #[schema(min_length = 1, max_length = 256)]
+    pub item_id: String,
+    /// As in `PUT /v1/items/{id}`.
+    pub features: Vec<String>,
+    /// As in `PUT /v1/items/{id}`.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// As in `PUT /v1/items/{id}`.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// `POST /v1/items`: many items at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"items": [{"item_id": "new-1", "features": ["genre:Comedy"], "title": "A new film"}]}))]
+pub struct BulkItems {
+    /// 1..=max_batch items; an id given twice takes its last version.
+    #[schema(min_items = 1)]
+    pub items: Vec<BulkItem>,
+}
+
+/// What the serving model made of each item written.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemsStored {
+    /// Per item, in the order given.
+    pub items: Vec<ItemWritten>,
+    /// The model version that serves them (none before a model is loaded: the items are stored
+    /// and served by the first model that loads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+}
+
+/// Checks one item of a write; `at` prefixes the field names (`items[3].`).
+fn check_item(
+    at: &str,
+    id: &str,
+    features: &[String],
+    title: Option<&str>,
+) -> Result<(), ApiError> {
+    check_id(&format!("{at}item_id"), id)?;
+    check_features(&format!("{at}features"), features)?;
+    if title.is_some_and(|t| t.len() > MAX_TITLE || t.chars().any(char::is_control)) {
+        return Err(ApiError::field(
+            format!("{at}title"),
+            format!("at most {MAX_TITLE} bytes, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Stores items in the catalog, then writes them into the serving model (recallable when this
+/// returns); other replicas replay them from the catalog within one poll interval.
+async fn write_items(state: &AppState, records: Vec<ItemRecord>) -> Result<ItemsStored, ApiError> {
+    store(state)?.upsert_items(&records).await?;
+    let Some(model) = state.live.current() else {
+        return Ok(ItemsStored {
+            items: Vec::new(),
+            model_version: None,
+        });
+    };
+    let writes: Vec<ItemWrite> = records
+        .iter()
+        .map(|r| ItemWrite {
+            id: r.id.clone(),
+            title: r.title.clone(),
+            features: r.features.clone(),
+        })
+        .collect();
+    let version = model.meta().version.clone();
+    let items = state
+        .compute(move || model.upsert_items(&writes).map_err(ApiError::from))
+        .await?;
+    if records.iter().any(|r| r.active.is_some()) {
+        state.live.refresh_catalog().await;
+    }
+    Ok(ItemsStored {
+        items,
+        model_version: Some(version),
+    })
+}
+
+/// Create or replace an item from its features: recallable at once on this replica, within one
+/// poll interval on the others.
+#[utoipa::path(put, path = "/v1/items/{item_id}", tag = "catalog", security(("bearer" = [])),
+    params(("item_id" = String, Path, description = "Item id", min_length = 1, max_length = 256)), request_body = ItemBody,
+    responses((status = 200, body = ItemWritten), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn put_item(
+    State(state): State<AppState>,
+    Path(item_id): Path<String>,
+    ApiJson(body): ApiJson<ItemBody>,
+) -> Result<Json<ItemWritten>, ApiError> {
+    check_item("", &item_id, &body.features, body.title.as_deref())?;
+    let record = ItemRecord {
+        id: item_id.clone(),
+        title: body.title,
+        features: body.features.clone(),
+        active: body.active,
+    };
+    let stored = write_items(&state, vec![record]).await?;
+    // Before a model loads, the item is stored and nothing is known about its features.
+    Ok(Json(stored.items.into_iter().next().unwrap_or(
+        ItemWritten {
+            item_id,
+            recallable: false,
+            trained: false,
+            unknown_features: body.features,
+        },
+    )))
+}
+
+/// Create or replace many items in one request (bounded like the batch route).
+#[utoipa::path(post, path = "/v1/items", tag = "catalog", security(("bearer" = [])), request_body = BulkItems,
+    responses((status = 200, body = ItemsStored), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn post_items(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BulkItems>,
+) -> Result<Json<ItemsStored>, ApiError> {
+    let cap = state.settings.max_batch;
+    if body.items.is_empty() || body.items.len() > cap {
+        return Err(ApiError::field(
+            "items",
+            format!("give 1..={cap} items, got {}", body.items.len()),
+        ));
+    }
+    let mut records = Vec::with_capacity(body.items.len());
+    for (i, item) in body.items.into_iter().enumerate() {
+        check_item(
+            &format!("items[{i}]."),
+            &item.item_id,
+            &item.features,
+            item.title.as_deref(),
+        )?;
+        records.push(ItemRecord {
+            id: item.item_id,
+            title: item.title,
+            features: item.features,
+            active: item.active,
+        });
+    }
+    Ok(Json(write_items(&state, records).await?))
+}
+
+/// A deleted item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemDeleted {
+    /// Id.
+    pub item_id: String,
+    /// Always true: the item is in no answer from now on.
+    pub deleted: bool,
+}
+
+/// Delete an item: it leaves every answer at once on this replica, within one poll interval on the
+/// others. The row stays in the catalog, marked deleted, and the next training run leaves it out.
+#[utoipa::path(delete, path = "/v1/items/{item_id}", tag = "catalog", security(("bearer" = [])),
+    params(("item_id" = String, Path, description = "Item id", min_length = 1, max_length = 256)),
+    responses((status = 200, body = ItemDeleted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn delete_item(
+    State(state): State<AppState>,
+    Path(item_id): Path<String>,
+) -> Result<Json<ItemDeleted>, ApiError> {
+    check_id("item_id", &item_id)?;
+    let db = store(&state)?;
+    let model = state.live.current();
+    let in_catalog = db.delete_items(std::slice::from_ref(&item_id)).await?[0];
+    let served = model.is_some_and(|m| m.delete_items(std::slice::from_ref(&item_id))[0]);
+    if !in_catalog && !served {
+        return Err(ApiError::UnknownItem(format!("unknown item {item_id:?}")));
+    }
+    if served && !in_catalog {
+        // A trained item the catalog table has not seen yet (served from a file): record the
+        // delete, so that the other replicas and the next model learn of it.
+        let entity = state
+            .live
+            .current()
+            .and_then(|m| m.meta().items.iter().find(|e| e.id == item_id).cloned());
+        if let Some(entity) = entity {
+            db.import_items(&[entity]).await?;
+            db.delete_items(std::slice::from_ref(&item_id)).await?;
+        }
+    }
+    Ok(Json(ItemDeleted {
+        item_id,
+        deleted: true,
     }))
 }
 

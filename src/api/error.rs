@@ -54,7 +54,9 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// The route needs the database and the service runs without one.
-    #[error("this route needs a database; none is configured (database.url)")]
+    #[error(
+        "this route needs a database; this replica has none and is read-only (set database.url)"
+    )]
     NoDatabase,
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]

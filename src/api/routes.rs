@@ -11,7 +11,9 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
-use crate::serving::{RecallQuery, Recalled, RefusedModel, ScoredItem, ServingModel, UserSpec};
+use crate::serving::{
+    LiveCounts, QualityNow, RecallQuery, Recalled, RefusedModel, ScoredItem, ServingModel, UserSpec,
+};
 
 fn default_k() -> usize {
     10
@@ -218,6 +220,11 @@ pub struct ModelResponse {
     /// The registry's active model when this service refused to load it (its file is missing,
     /// altered or broken): the version above, the previous one, keeps serving. Null otherwise.
     pub registry_refused: Option<RefusedModel>,
+    /// Items written since training (`PUT`/`DELETE /v1/items`).
+    pub live_items: LiveCounts,
+    /// The index's recall against exact search as re-measured after those writes (null before
+    /// any write, or until the first re-measure, at most 30 s after one).
+    pub index_quality_now: Option<QualityNow>,
 }
 
 /// Liveness.
@@ -521,6 +528,8 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
         index: json_value(&m.index_info()),
         index_quality: json_value(&m.index_quality()),
         registry_refused: state.live.refused(),
+        live_items: m.live_counts(),
+        index_quality_now: m.quality_now().map(|q| (*q).clone()),
     }))
 }
 

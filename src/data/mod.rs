@@ -87,6 +87,20 @@ pub struct Entity {
     pub features: Vec<String>,
 }
 
+/// An item row of the service's catalog (written by `PUT`/`DELETE /v1/items`), as a serving model
+/// replays it: side features only (the id feature is derived from the id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogItem {
+    /// External id.
+    pub id: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Side features (`genre:g3`).
+    pub features: Vec<String>,
+    /// Deleted: removed from every answer.
+    pub deleted: bool,
+}
+
 /// One observed (user, item) pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interaction {

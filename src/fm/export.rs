@@ -67,3 +67,12 @@ impl ItemVectors {
         })
     }
 }
+
+/// One item's exported vector [q_i; b_i] (length k + 1) from its encoded features: what
+/// [`ItemVectors::new`] computes for every trained item, for an item written while serving.
+pub fn item_vector(model: &FmModel, row: SparseRow<'_>) -> Vec<f32> {
+    let k = model.dim();
+    let mut vector = vec![0f32; k + 1];
+    vector[k] = side_terms(model, row, &mut vector[..k]);
+    vector
+}

@@ -454,12 +454,29 @@ fn build_artifact(
     // recall never offers an item the user already had.
     let dataset = &fitted.dataset;
     let in_train = dataset.users_in_train();
+    // Items an `items:` split held out whole were never trained on: the model does not serve
+    // them, as in production, where such an item arrives through `PUT /v1/items/{id}` and is
+    // served from its features (exactly the vector the cold-item evaluation ranked it by).
+    let held = &dataset.held_out;
+    let mut slot = vec![u32::MAX; dataset.items.len()];
+    let mut items = Vec::with_capacity(dataset.items.len() - held.items.len());
+    for (i, item) in dataset.items.iter().enumerate() {
+        if !held.item(i as u32) {
+            slot[i] = items.len() as u32;
+            items.push(item.clone());
+        }
+    }
     let mut users = Vec::new();
     let mut seen = Vec::new();
     for ((user, trained), all) in dataset.users.iter().zip(in_train).zip(dataset.seen_items()) {
         if trained {
             users.push(user.clone());
-            seen.push(all);
+            seen.push(
+                all.iter()
+                    .map(|&i| slot[i as usize])
+                    .filter(|&s| s != u32::MAX)
+                    .collect(),
+            );
         }
     }
     ModelArtifact {
@@ -472,7 +489,7 @@ fn build_artifact(
             cold_start,
             vocabulary: fitted.vocabulary,
             users,
-            items: dataset.items.clone(),
+            items,
             seen,
         },
         model: fitted.model,

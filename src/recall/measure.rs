@@ -89,3 +89,23 @@ pub(crate) fn recall_against(
     }
     Ok(total / queries.len() as f64)
 }
+
+/// Recall@10 and recall@100 of `index` (default breadth) against exact search on `queries` under
+/// `filter`, from one exact pass at depth 100 (the top 10 is its prefix): how a serving model
+/// re-measures its index after live writes.
+pub fn recall_at_10_and_100(
+    index: &dyn RecallIndex,
+    exact: &ExactIndex,
+    queries: &[Vec<f32>],
+    filter: Filter<'_>,
+) -> Result<(f64, f64), IndexError> {
+    let truth_100 = exact_truth(exact, queries, 100, filter)?;
+    let truth_10: Vec<Vec<u32>> = truth_100
+        .iter()
+        .map(|t| t[..t.len().min(10)].to_vec())
+        .collect();
+    Ok((
+        recall_against(index, queries, &truth_10, 10, None, filter)?,
+        recall_against(index, queries, &truth_100, 100, None, filter)?,
+    ))
+}

@@ -27,7 +27,7 @@ pub use build::{
 pub use exact::ExactIndex;
 pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
 pub use hnsw::{HnswParams, HnswRsIndex};
-pub use measure::measure_recall;
+pub use measure::{measure_recall, recall_at_10_and_100};
 
 use crate::vectors::ItemVectors;
 

@@ -21,6 +21,8 @@ pub struct ItemEntry {
     pub features: Vec<String>,
     /// False once the item was deactivated (`PATCH /v1/items/{id}`): never recalled then.
     pub active: bool,
+    /// Written since training (`PUT /v1/items/{id}`): served from the vector its features give.
+    pub live: bool,
 }
 
 /// A user the serving model knows, with the items they interacted with in the train split.
@@ -99,12 +101,13 @@ impl From<&EpochReport> for EpochRow {
 
 impl ServingModel {
     fn entry(&self, item: u32) -> ItemEntry {
-        let entity = &self.artifact.meta.items[item as usize];
+        let entity = self.entity(item);
         ItemEntry {
             item_id: entity.id.clone(),
             title: entity.title.clone(),
             features: entity.features.clone(),
             active: self.inactive.load().binary_search(&item).is_err(),
+            live: item as usize >= self.artifact.meta.items.len(),
         }
     }
 
@@ -126,8 +129,7 @@ impl ServingModel {
     /// catalog order; `offset` and `limit` pick the page. An empty query matches every item.
     pub fn find_items(&self, query: &str, offset: usize, limit: usize) -> ItemPage {
         let needle = query.trim().to_lowercase();
-        let items = &self.artifact.meta.items;
-        let exact = self.item_index.get(query.trim()).copied();
+        let exact = self.slot_of(query.trim());
         let matches = |e: &crate::data::Entity| {
             needle.is_empty()
                 || e.id.to_lowercase().contains(&needle)
@@ -138,8 +140,9 @@ impl ServingModel {
         let found: Vec<u32> = exact
             .into_iter()
             .chain(
-                (0..items.len() as u32)
-                    .filter(|&i| Some(i) != exact && matches(&items[i as usize])),
+                self.served_slots()
+                    .into_iter()
+                    .filter(|&i| Some(i) != exact && matches(self.entity(i))),
             )
             .collect();
         ItemPage {

@@ -4,6 +4,7 @@
 //! serving) and with the catalog's deactivated items. No HTTP here: the API and the server call in.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -58,9 +59,22 @@ pub struct LiveModel {
     inactive_ids: ArcSwap<Vec<String>>,
     /// The registry's active model when it failed to load, not retried until the registry changes.
     refused: Mutex<Option<RefusedModel>>,
-    /// One reload at a time.
+    /// One reload at a time (and no catalog replay while one runs).
     reload_lock: tokio::sync::Mutex<()>,
+    /// The last item change (the catalog's change log) applied to the serving model.
+    items_seen_up_to: AtomicI64,
+    /// When the index was last re-measured after live writes.
+    last_measure: Mutex<Option<std::time::Instant>>,
 }
+
+/// Live writes are followed by a re-measure of the index's recall at most this often (a
+/// brute-force pass per sample query: seconds at a million items).
+const MEASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Changes re-read behind the last one applied on every poll: PostgreSQL hands out sequence
+/// numbers at insert and transactions commit in any order, so a change numbered below the last one
+/// seen can still appear; replaying an unchanged row does nothing.
+const CHANGE_LOOKBACK: i64 = 256;
 
 impl LiveModel {
     /// No model serving yet; with a database, `follow_registry` makes [`LiveModel::sync_with_registry`]
@@ -74,6 +88,8 @@ impl LiveModel {
             inactive_ids: ArcSwap::from_pointee(Vec::new()),
             refused: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
+            items_seen_up_to: AtomicI64::new(0),
+            last_measure: Mutex::new(None),
         }
     }
 
@@ -106,11 +122,36 @@ impl LiveModel {
     pub async fn swap(&self, path: PathBuf) -> Result<Swapped, SwapError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let settings = self.index_settings.clone();
-        let loaded = tokio::task::spawn_blocking(move || ServingModel::load(&path, &settings))
-            .await
-            .map_err(|e| SwapError::Loader(e.to_string()))?
-            .map_err(|e| SwapError::Refused(e.to_string()))?;
+        // The catalog's items written live, replayed onto the new model before it serves; the
+        // change counter is read first, so a write racing this read is replayed again later.
+        let catalog = match &self.store {
+            Some(store) => {
+                let read = async {
+                    let seen_up_to = store.last_item_change().await?;
+                    Ok::<_, crate::store::StoreError>((seen_up_to, store.catalog_items().await?))
+                };
+                Some(
+                    read.await.map_err(|e| {
+                        SwapError::Refused(format!("reading the catalog's items: {e}"))
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let (seen_up_to, rows) = catalog.unwrap_or_default();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let model = ServingModel::load(&path, &settings)?;
+            model.apply_catalog(&rows)?;
+            if model.live_counts().slots_appended > 0 {
+                model.measure_quality_now()?;
+            }
+            Ok::<_, super::ServeError>(model)
+        })
+        .await
+        .map_err(|e| SwapError::Loader(e.to_string()))?
+        .map_err(|e| SwapError::Refused(e.to_string()))?;
         loaded.set_inactive(&self.inactive_ids.load());
+        self.items_seen_up_to.store(seen_up_to, Ordering::Release);
         let version = loaded.meta().version.clone();
         let load_seconds = loaded.load_seconds();
         let previous = self.model.swap(Some(Arc::new(loaded)));
@@ -122,9 +163,35 @@ impl LiveModel {
         })
     }
 
-    /// Reads the deactivated items from the catalog and applies them to the serving model.
+    /// Reads the catalog's item changes (written, deleted) and deactivated items and applies them
+    /// to the serving model: how replicas converge on what another one took.
     pub async fn refresh_catalog(&self) {
         let Some(store) = &self.store else { return };
+        // A model being swapped in replays the whole catalog itself.
+        if let Ok(_no_swap) = self.reload_lock.try_lock() {
+            let since = self.items_seen_up_to.load(Ordering::Acquire) - CHANGE_LOOKBACK;
+            match store.item_changes_since(since.max(0)).await {
+                Ok((rows, last)) => {
+                    if let Some(model) = self.current().filter(|_| !rows.is_empty()) {
+                        let applied =
+                            tokio::task::spawn_blocking(move || model.apply_catalog(&rows)).await;
+                        match applied {
+                            Ok(Ok(_)) => self.items_seen_up_to.store(last, Ordering::Release),
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "replaying item changes failed")
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "replaying item changes panicked")
+                            }
+                        }
+                    } else {
+                        self.items_seen_up_to.store(last, Ordering::Release);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading item changes failed"),
+            }
+        }
+        self.remeasure_if_written().await;
         match store.inactive_items().await {
             Ok(ids) => {
                 if let Some(model) = self.current() {
@@ -135,6 +202,37 @@ impl LiveModel {
             Err(e) => {
                 tracing::warn!(error = %e, "reading the catalog failed; keeping the last known state")
             }
+        }
+    }
+
+    /// Re-measures the serving index's recall when slots were appended since the last measure,
+    /// at most every [`MEASURE_EVERY`], on the blocking pool.
+    async fn remeasure_if_written(&self) {
+        let Some(model) = self.current() else { return };
+        let measured_items = model
+            .quality_now()
+            .map_or(model.meta().items.len(), |q| q.items);
+        if model.item_count() == measured_items {
+            return;
+        }
+        {
+            let Ok(mut last) = self.last_measure.lock() else {
+                return;
+            };
+            if last.is_some_and(|t| t.elapsed() < MEASURE_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match tokio::task::spawn_blocking(move || model.measure_quality_now()).await {
+            Ok(Ok(q)) => tracing::info!(
+                recall_at_10 = q.recall_at_10,
+                recall_at_100 = q.recall_at_100,
+                items = q.items,
+                "index re-measured after live writes"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "re-measuring the index failed"),
+            Err(e) => tracing::warn!(error = %e, "re-measuring the index panicked"),
         }
     }
 

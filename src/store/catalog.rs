@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{now, strings, Store, StoreError};
-use crate::data::{Dataset, Entity, Interaction, Part};
+use crate::data::{CatalogItem, Dataset, Entity, Interaction, Part};
 
 /// Rows per multi-row INSERT: few round trips, well under every parameter limit.
 const BATCH: usize = 200;
@@ -38,13 +38,7 @@ pub struct EventRecord {
 
 /// `($1, $2, …), (…)` for `rows` rows of `width` parameters.
 fn placeholders(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", cols.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    placeholders_with(rows, width, "")
 }
 
 fn side_features(e: &Entity) -> String {
@@ -158,9 +152,17 @@ impl Store {
                 features,
             });
         }
-        for row in sqlx::query("SELECT id, title, features FROM items ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
+        // Deleted items are left out, with their events.
+        let deleted: std::collections::HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT id FROM items WHERE deleted <> 0")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        for row in
+            sqlx::query("SELECT id, title, features FROM items WHERE deleted = 0 ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?
         {
             let id: String = row.try_get("id")?;
             let mut features = vec![format!("item:{id}")];
@@ -178,6 +180,9 @@ impl Store {
         for row in rows {
             let user_id: String = row.try_get("user_id")?;
             let item_id: String = row.try_get("item_id")?;
+            if deleted.contains(&item_id) {
+                continue;
+            }
             let user = *user_index.entry(user_id.clone()).or_insert_with(|| {
                 ds.users.push(Entity {
                     id: user_id.clone(),
@@ -220,10 +225,112 @@ impl Store {
     /// Ids of deactivated items.
     pub async fn inactive_items(&self) -> Result<Vec<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM items WHERE active = 0 ORDER BY id")
+            sqlx::query_scalar("SELECT id FROM items WHERE active = 0 AND deleted = 0 ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// Creates or replaces items (features, title and, when given, the active flag; a deleted
+    /// item comes back) and logs the change, in one transaction.
+    pub async fn upsert_items(&self, items: &[ItemRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        for chunk in items.chunks(BATCH) {
+            let sql = format!(
+                "INSERT INTO items (id, title, features, active, updated_at, deleted) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET title = excluded.title, features = excluded.features, \
+                 active = CASE WHEN excluded.active < 0 THEN items.active ELSE excluded.active END, \
+                 updated_at = excluded.updated_at, deleted = 0",
+                placeholders_with(chunk.len(), 5, ", 0")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for i in chunk {
+                // -1: keep the stored flag (a new row is active).
+                let active = i.active.map_or(-1, i64::from);
+                q = q
+                    .bind(i.id.clone())
+                    .bind(i.title.clone())
+                    .bind(serde_json::to_string(&i.features).unwrap_or_else(|_| "[]".into()))
+                    .bind(active)
+                    .bind(stamp.clone());
+            }
+            q.execute(&mut *tx).await?;
+            // A new row given no flag is active.
+            let fix = format!(
+                "UPDATE items SET active = 1 WHERE active < 0 AND id IN ({})",
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(fix));
+            for i in chunk {
+                q = q.bind(i.id.clone());
+            }
+            q.execute(&mut *tx).await?;
+            log_changes(&mut tx, chunk.iter().map(|i| i.id.as_str())).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks items deleted and logs the change; returns, per id, whether it was in the catalog.
+    pub async fn delete_items(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut found = Vec::with_capacity(ids.len());
+        let stamp = now();
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE items SET deleted = 1, updated_at = $1 WHERE id = $2 AND deleted = 0",
+            )
+            .bind(stamp.clone())
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+            found.push(done.rows_affected() > 0);
+        }
+        log_changes(&mut tx, ids.iter().map(String::as_str)).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Every item row (deleted ones too), for replaying the catalog onto a freshly loaded model.
+    pub async fn catalog_items(&self) -> Result<Vec<CatalogItem>, StoreError> {
+        let rows = sqlx::query("SELECT id, title, features, deleted FROM items ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(catalog_item).collect()
+    }
+
+    /// The last change logged (0 when none).
+    pub async fn last_item_change(&self) -> Result<i64, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM item_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// The items changed after change `since` (their rows as they are now), and the last change
+    /// seen. A PostgreSQL sequence may commit out of order, so callers re-read a window behind
+    /// their last change (see `LiveModel`); replaying a row twice changes nothing.
+    pub async fn item_changes_since(
+        &self,
+        since: i64,
+    ) -> Result<(Vec<CatalogItem>, i64), StoreError> {
+        let last = self.last_item_change().await?;
+        let rows = sqlx::query(
+            "SELECT id, title, features, deleted FROM items WHERE id IN \
+             (SELECT item_id FROM item_changes WHERE seq > $1 AND seq <= $2) ORDER BY id",
+        )
+        .bind(since)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((
+            rows.iter().map(catalog_item).collect::<Result<_, _>>()?,
+            last,
+        ))
     }
 
     /// Creates or replaces a user's side features.
@@ -249,6 +356,59 @@ impl Store {
             .await?;
         row.map(|r| strings(&r, "features")).transpose()
     }
+}
+
+/// An item as `PUT /v1/items` stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemRecord {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Side features.
+    pub features: Vec<String>,
+    /// The active flag to set; `None` keeps the stored one (a new item is active).
+    pub active: Option<bool>,
+}
+
+fn catalog_item(row: &sqlx::any::AnyRow) -> Result<CatalogItem, StoreError> {
+    let deleted: i64 = row.try_get("deleted")?;
+    Ok(CatalogItem {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        features: strings(row, "features")?,
+        deleted: deleted != 0,
+    })
+}
+
+/// `($1, …, $width<extra>), …`: [`placeholders`] with a literal tail in every row.
+fn placeholders_with(rows: usize, width: usize, extra: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({}{extra})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn log_changes<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = ids.collect();
+    for chunk in ids.chunks(BATCH) {
+        let sql = format!(
+            "INSERT INTO item_changes (item_id) VALUES {}",
+            placeholders(chunk.len(), 1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn insert_events(

@@ -12,7 +12,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, SqlSafeStr};
 
-pub use catalog::{EventRecord, ImportReport};
+pub use catalog::{EventRecord, ImportReport, ItemRecord};
 pub use registry::{file_sha256, verify_artifact, ModelRecord, ModelStatus};
 
 /// Database failures.
@@ -93,6 +93,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "create events",
         include_str!("../../migrations/sqlite/20261129000500_create_events.sql"),
         include_str!("../../migrations/postgres/20261129000500_create_events.sql"),
+    ),
+    (
+        20261205000100,
+        "live items",
+        include_str!("../../migrations/sqlite/20261205000100_live_items.sql"),
+        include_str!("../../migrations/postgres/20261205000100_live_items.sql"),
     ),
 ];
 
