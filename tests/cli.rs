@@ -221,7 +221,7 @@ fn import_train_from_the_database_register_activate_and_roll_back() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    assert!(run(&["migrate"]).contains("applied 5 migration(s)"));
+    assert!(run(&["migrate"]).contains("applied 6 migration(s)"));
     let first: serde_json::Value = serde_json::from_str(
         run(&["import", "synthetic", "--users", "200", "--items", "100"]).trim(),
     )

@@ -30,7 +30,7 @@ fn small_dataset() -> Dataset {
 async fn migrations_apply_from_empty_once() {
     for db in TestDb::both().await {
         let store = Store::connect(&db.url).await.unwrap();
-        assert_eq!(store.migrate().await.unwrap(), 5, "{}", db.url);
+        assert_eq!(store.migrate().await.unwrap(), 6, "{}", db.url);
         assert_eq!(
             store.migrate().await.unwrap(),
             0,
