@@ -456,6 +456,17 @@ async fn the_dashboard_works_in_headless_chromium() {
         .position(|s| s.len() >= 5)
         .map(|u| artifact.meta.users[u].id.clone())
         .expect("a user with several train items");
+    // An item written live, for the catalog box's "new items" list.
+    let side = artifact.meta.items[0].features[1..].to_vec();
+    let put = app
+        .request(
+            "PUT",
+            "/v1/items/written-live",
+            Some(json!({"features": side, "title": "Written live"}).to_string().as_bytes()),
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
 
     let out = screenshot_dir();
     std::fs::create_dir_all(&out).unwrap();

@@ -119,6 +119,8 @@ pub struct ItemsParams {
     /// Most items to return (1..=max_k, default 20 or max_k if lower).
     #[param(minimum = 1)]
     pub limit: Option<usize>,
+    /// Only the items written since training (`PUT /v1/items/{id}`), newest first.
+    pub live: Option<bool>,
 }
 
 /// A page of the catalog.
@@ -226,10 +228,11 @@ pub async fn items(
     if q.chars().count() > 256 {
         return Err(ApiError::field("q", "q must be at most 256 characters"));
     }
+    let live_only = params.live.unwrap_or(false);
     let m = state.serving()?;
     let answer = state
         .compute(move || {
-            let page = m.find_items(&q, offset, limit);
+            let page = m.find_items(&q, offset, limit, live_only);
             Ok(ItemsResponse {
                 model_version: m.meta().version.clone(),
                 total: page.total,

@@ -107,7 +107,7 @@ impl ServingModel {
             title: entity.title.clone(),
             features: entity.features.clone(),
             active: self.inactive.load().binary_search(&item).is_err(),
-            live: item as usize >= self.artifact.meta.items.len(),
+            live: self.is_live(item),
         }
     }
 
@@ -126,10 +126,19 @@ impl ServingModel {
     }
 
     /// Items whose id or title contains `query` (case-insensitive), an exact id match first, then
-    /// catalog order; `offset` and `limit` pick the page. An empty query matches every item.
-    pub fn find_items(&self, query: &str, offset: usize, limit: usize) -> ItemPage {
+    /// catalog order (`live_only`: the items written since training, newest first); `offset` and
+    /// `limit` pick the page. An empty query matches every item.
+    pub fn find_items(
+        &self,
+        query: &str,
+        offset: usize,
+        limit: usize,
+        live_only: bool,
+    ) -> ItemPage {
         let needle = query.trim().to_lowercase();
-        let exact = self.slot_of(query.trim());
+        let exact = self
+            .slot_of(query.trim())
+            .filter(|&s| !live_only || self.is_live(s));
         let matches = |e: &crate::data::Entity| {
             needle.is_empty()
                 || e.id.to_lowercase().contains(&needle)
@@ -140,9 +149,13 @@ impl ServingModel {
         let found: Vec<u32> = exact
             .into_iter()
             .chain(
-                self.served_slots()
-                    .into_iter()
-                    .filter(|&i| Some(i) != exact && matches(self.entity(i))),
+                if live_only {
+                    self.live_slots()
+                } else {
+                    self.served_slots()
+                }
+                .into_iter()
+                .filter(|&i| Some(i) != exact && matches(self.entity(i))),
             )
             .collect();
         ItemPage {

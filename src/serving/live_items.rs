@@ -236,21 +236,23 @@ impl ServingModel {
         slots
     }
 
-    /// Items written live that are served now, newest first (at most `limit`).
-    pub fn live_items(&self, limit: usize) -> Vec<&Entity> {
-        let overrides = read(&self.live.overrides);
-        let mut slots: Vec<u32> = overrides
+    /// Whether `slot` holds an item written live (not a trained one).
+    pub(super) fn is_live(&self, slot: u32) -> bool {
+        slot >= self.trained()
+    }
+
+    /// The slots of the items written live that are served now, newest first.
+    pub(super) fn live_slots(&self) -> Vec<u32> {
+        let mut slots: Vec<u32> = read(&self.live.overrides)
             .current
             .values()
             .filter_map(|w| match w {
-                Written::Slot(s) if *s >= self.trained() => Some(*s),
+                Written::Slot(s) => Some(*s),
                 _ => None,
             })
             .collect();
         slots.sort_unstable_by(|a, b| b.cmp(a));
-        slots.truncate(limit);
-        drop(overrides);
-        slots.into_iter().map(|s| self.entity(s)).collect()
+        slots
     }
 
     /// Creates or replaces items from their features. Each gets the vector the model computes

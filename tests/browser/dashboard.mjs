@@ -185,6 +185,13 @@ try {
     const measured = await text('#model-index tr[data-key="measured recall@10"] td:last-child');
     if (model.index_quality) close(Number(measured), model.index_quality.recall_at_10, 1e-3, "measured recall@10");
     else check(measured.startsWith("1 (exact"), "exact search says recall 1");
+    // The catalog box lists the items written live, as the API does.
+    const live = (await oracle("GET", "v1/items?live=true&limit=20")).json;
+    check(live.items.length > 0, "the server has an item written live");
+    await page.waitForSelector("#live-items tbody tr td");
+    const firstLive = await text("#live-items tbody tr:first-child td:first-child");
+    check(firstLive === live.items[0].item_id, `new items list shows ${live.items[0].item_id} (got ${firstLive})`);
+    check((await text("#live-summary")).startsWith(`${model.live_items.added} added`), "new items summary counts");
     await shot("model");
   });
 

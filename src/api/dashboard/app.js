@@ -43,6 +43,13 @@ function cell(row, content, className) {
   return td;
 }
 
+/** A table row of plain-text cells. */
+function row(values) {
+  const tr = document.createElement("tr");
+  for (const v of values) cell(tr, v);
+  return tr;
+}
+
 /** Fills a two-column key/value table. */
 function kvTable(table, pairs) {
   table.replaceChildren();
@@ -167,6 +174,17 @@ async function initModel() {
           ]
         : [["measured recall@10", "1 (exact search, no approximation)"]]),
     ]);
+    const live = m.live_items ?? {};
+    const now = m.index_quality_now;
+    $("live-summary").textContent =
+      `${live.added ?? 0} added · ${live.updated ?? 0} changed · ${live.deleted ?? 0} deleted · ${live.not_recallable ?? 0} without a known feature` +
+      (now ? ` · index recall@10 now ${fmt(now.recall_at_10, 3)} (@100 ${fmt(now.recall_at_100, 3)})` : "");
+    const { data: page } = await api("GET", "v1/items?live=true&limit=20");
+    $("live-items").tBodies[0].replaceChildren(
+      ...(page.items.length
+        ? page.items.map((i) => row([i.item_id, i.title ?? "", i.features.join(", "), i.active ? "yes" : "no"]))
+        : [row(["none yet", "", "", ""])]),
+    );
     const p = m.params ?? {};
     const t = m.training ?? {};
     kvTable($("model-training"), [
