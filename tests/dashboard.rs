@@ -462,7 +462,11 @@ async fn the_dashboard_works_in_headless_chromium() {
         .request(
             "PUT",
             "/v1/items/written-live",
-            Some(json!({"features": side, "title": "Written live"}).to_string().as_bytes()),
+            Some(
+                json!({"features": side, "title": "Written live"})
+                    .to_string()
+                    .as_bytes(),
+            ),
             &[("Authorization", &format!("Bearer {TOKEN}"))],
         )
         .await;

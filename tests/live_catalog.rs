@@ -602,3 +602,98 @@ async fn converge(db: TestDb) {
 async fn two_replicas_on_postgresql_converge_on_items_written_to_either() {
     converge(TestDb::postgres().await).await;
 }
+
+/// Milliseconds until `item` is in the user's top 100 on `app`, polling every 2 ms.
+async fn millis_until_recalled(app: &TestApp, user: &str, item: &str, since: Instant) -> f64 {
+    loop {
+        let answer = app
+            .post("/v1/recall", &json!({"user_id": user, "k": 100}))
+            .await;
+        if ids(&answer).iter().any(|i| i == item) {
+            return since.elapsed().as_secs_f64() * 1000.0;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "{item} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Visibility of a write, from the `PUT` returning to the item in a recall that should contain it
+/// (its features are those of the user's best item), on the replica that took it and on a second
+/// one, both on PostgreSQL. Prints the docs' table; `FMRECALL_VISIBILITY_PUTS` (default 20) and
+/// `FMRECALL_VISIBILITY_POLL` (seconds, default 0.1; the shipped default is 2) set the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn written_items_become_visible_on_both_replicas() {
+    let env = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let puts = env("FMRECALL_VISIBILITY_PUTS", 20.0) as usize;
+    let poll = env("FMRECALL_VISIBILITY_POLL", 0.1);
+    let db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, artifact) = trained(dir.path(), SplitSpec::Random(0.2), &db).await;
+    let mut settings = replica(&db.url);
+    settings.database.poll_seconds = poll;
+    let (a, b) = (
+        TestApp::spawn(settings.clone()).await,
+        TestApp::spawn(settings).await,
+    );
+    let user = artifact.meta.users[0].id.clone();
+    let top = ids(&a
+        .post("/v1/recall", &json!({"user_id": user, "k": 1}))
+        .await)[0]
+        .clone();
+    let side = artifact
+        .meta
+        .items
+        .iter()
+        .find(|e| e.id == top)
+        .unwrap()
+        .features[1..]
+        .to_vec();
+    let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+    for i in 0..puts {
+        let item = format!("visible-{i}");
+        let put = send(
+            &a,
+            "PUT",
+            &format!("/v1/items/{item}"),
+            &json!({"features": side}),
+        )
+        .await;
+        assert_eq!(put.status, 200);
+        let since = Instant::now();
+        let (ta, tb) = tokio::join!(
+            millis_until_recalled(&a, &user, &item, since),
+            millis_until_recalled(&b, &user, &item, since)
+        );
+        on_a.push(ta);
+        on_b.push(tb);
+        // Each item is removed again, so the next one competes only with the catalog.
+        let del = a
+            .request("DELETE", &format!("/v1/items/{item}"), None, &AUTH)
+            .await;
+        assert_eq!(del.status, 200);
+    }
+    println!(
+        "| replica | PUTs | poll interval | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|"
+    );
+    for (name, times) in [("took the write", &mut on_a), ("second replica", &mut on_b)] {
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {puts} | {poll} s | {:.1} | {:.1} | {:.1} |",
+            percentile(times, 0.5),
+            percentile(times, 0.99),
+            times[times.len() - 1]
+        );
+    }
+}
