@@ -212,8 +212,11 @@ pub struct ServingModel {
     loaded_at: std::time::SystemTime,
     /// Deactivated item ids, as the catalog last said.
     inactive_ids: arc_swap::ArcSwap<Vec<String>>,
-    /// Slots never recalled (sorted): deactivated items and retired slots; replaced whole.
+    /// Slots never returned (sorted): deactivated items and retired slots; replaced whole.
     inactive: arc_swap::ArcSwap<Vec<u32>>,
+    /// What recall must exclude itself: `inactive` minus the retired slots the index leaves out
+    /// on its own (`RecallIndex::remove`).
+    recall_excluded: arc_swap::ArcSwap<Vec<u32>>,
 }
 
 impl ServingModel {
@@ -263,6 +266,7 @@ impl ServingModel {
             loaded_at: std::time::SystemTime::now(),
             inactive_ids: arc_swap::ArcSwap::from_pointee(Vec::new()),
             inactive: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            recall_excluded: arc_swap::ArcSwap::from_pointee(Vec::new()),
         })
     }
 
@@ -412,7 +416,7 @@ impl ServingModel {
     pub fn recall(&self, q: &RecallQuery) -> Result<Recalled<'_>, ServeError> {
         let user = self.resolve(&q.user)?;
         let seen = if q.exclude_seen { user.seen } else { &[] };
-        let inactive = self.inactive.load();
+        let inactive = self.recall_excluded.load();
         // The common case, only the user's own (sorted) items, needs no merged copy.
         let merged: Vec<u32>;
         let excluded: &[u32] = if q.exclude_items.is_empty() && inactive.is_empty() {

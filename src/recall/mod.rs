@@ -159,6 +159,13 @@ pub trait RecallIndex: Send + Sync {
     /// This index over `vectors`, a larger copy of its own vectors (same rows first), for growth
     /// past the capacity: the structure is copied, not rebuilt.
     fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError>;
+
+    /// Leaves `item` out of every search from now on (a superseded or deleted item), if this index
+    /// keeps its own removals (our graph's tombstones: a bit test instead of a filter list merged
+    /// into every query); false when it does not, and the caller must exclude the item itself.
+    fn remove(&self, _item: u32) -> bool {
+        false
+    }
 }
 
 /// `Ok` when rows `first..first + count` are published in `vectors`: what every index checks

@@ -61,8 +61,11 @@ pub(super) struct Overrides {
     current: HashMap<String, Written>,
     /// A trained slot whose item moved → its current slot: the seen lists hold trained slots.
     pub moved: HashMap<u32, u32>,
-    /// Superseded and deleted slots, never returned.
+    /// Superseded and deleted slots, never returned (sorted).
     retired: Vec<u32>,
+    /// Those of them the index does not leave out itself ([`RecallIndex::remove`]), which recall
+    /// must exclude (sorted).
+    retired_in_index: Vec<u32>,
 }
 
 /// The written state of a model's catalog.
@@ -124,6 +127,21 @@ pub struct ItemWritten {
 }
 
 impl Overrides {
+    /// Retires `slot`: left out by the index itself when it can, by the exclusion list otherwise.
+    fn retire(&mut self, slot: u32, index: &dyn RecallIndex) {
+        self.retired.push(slot);
+        if !index.remove(slot) {
+            self.retired_in_index.push(slot);
+        }
+    }
+
+    fn sort(&mut self) {
+        for list in [&mut self.retired, &mut self.retired_in_index] {
+            list.sort_unstable();
+            list.dedup();
+        }
+    }
+
     /// The slot serving `id` now (`trained`: its trained slot, if any).
     fn served_slot(&self, id: &str, trained: Option<u32>) -> Option<u32> {
         match self.current.get(id) {
@@ -325,6 +343,7 @@ impl ServingModel {
     /// Removes items from every answer; returns, per id, whether this model served it.
     pub fn delete_items(&self, ids: &[String]) -> Vec<bool> {
         let _one_writer = lock(&self.live.writer);
+        let index = self.searchable.load().index.clone();
         let mut existed = Vec::with_capacity(ids.len());
         {
             let mut o = self
@@ -337,7 +356,7 @@ impl ServingModel {
                 let old = o.served_slot(id, trained);
                 existed.push(old.is_some() || o.current.get(id) == Some(&Written::NoKnownFeature));
                 if let Some(slot) = old {
-                    o.retired.push(slot);
+                    o.retire(slot, &*index);
                 }
                 if let Some(t) = trained {
                     o.moved.remove(&t);
@@ -346,15 +365,17 @@ impl ServingModel {
                     o.current.insert(id.clone(), Written::Deleted);
                 }
             }
-            o.retired.sort_unstable();
-            o.retired.dedup();
+            o.sort();
         }
         self.refresh_excluded();
         existed
     }
 
     fn apply_plans(&self, plans: Vec<(String, Option<u32>, Change)>) -> Result<(), ServeError> {
-        let first = self.searchable.load().items.len() as u32;
+        let (first, index) = {
+            let searchable = self.searchable.load();
+            (searchable.items.len() as u32, searchable.index.clone())
+        };
         let mut rows: Vec<Vec<f32>> = Vec::new();
         {
             let mut o = self
@@ -383,7 +404,7 @@ impl ServingModel {
                     }
                 };
                 if let Some(slot) = old {
-                    o.retired.push(slot);
+                    o.retire(slot, &*index);
                 }
                 if let Some(t) = trained {
                     match new {
@@ -393,8 +414,7 @@ impl ServingModel {
                 }
                 o.current.insert(id, new);
             }
-            o.retired.sort_unstable();
-            o.retired.dedup();
+            o.sort();
         }
         // Old versions leave the answers before the new rows can enter them.
         self.refresh_excluded();
@@ -432,14 +452,21 @@ impl ServingModel {
         Ok(())
     }
 
-    /// Recomputes the excluded slots: deactivated ids (at their current slots) and retired slots.
+    /// Recomputes the excluded slots: deactivated ids (at their current slots) and retired slots
+    /// (for recall, those the index does not leave out itself).
     pub(super) fn refresh_excluded(&self) {
         let ids = self.inactive_ids.load();
-        let mut slots: Vec<u32> = ids.iter().filter_map(|id| self.slot_of(id)).collect();
-        slots.extend_from_slice(&read(&self.live.overrides).retired);
-        slots.sort_unstable();
-        slots.dedup();
-        self.inactive.store(Arc::new(slots));
+        let deactivated: Vec<u32> = ids.iter().filter_map(|id| self.slot_of(id)).collect();
+        let o = read(&self.live.overrides);
+        let merged = |retired: &[u32]| {
+            let mut slots = deactivated.clone();
+            slots.extend_from_slice(retired);
+            slots.sort_unstable();
+            slots.dedup();
+            Arc::new(slots)
+        };
+        self.inactive.store(merged(&o.retired));
+        self.recall_excluded.store(merged(&o.retired_in_index));
     }
 
     /// Replays the catalog's items onto this model: every row is upserted (unchanged ones are
