@@ -359,7 +359,8 @@ async fn items_are_created_changed_deleted_and_validated_over_http() {
     let counts = app.get("/v1/model").await.json()["live_items"].clone();
     assert_eq!(
         (counts["added"].clone(), counts["updated"].clone()),
-        (json!(1), json!(1))
+        (json!(1), json!(1)),
+        "{counts}"
     );
     let with_seen = ids(&app
         .post(
@@ -382,6 +383,20 @@ async fn items_are_created_changed_deleted_and_validated_over_http() {
         1,
         "one version of a changed item"
     );
+
+    // Written inactive: stored, never recalled, until it is switched on.
+    let dormant = send(
+        &app,
+        "PUT",
+        "/v1/items/dormant",
+        &json!({"features": side, "active": false}),
+    )
+    .await;
+    assert_eq!(dormant.status, 200);
+    assert!(!ids(&app.post("/v1/recall", &recall(400)).await).contains(&"dormant".to_string()));
+    let on = send(&app, "PATCH", "/v1/items/dormant", &json!({"active": true})).await;
+    assert_eq!(on.status, 200, "{}", String::from_utf8_lossy(&on.body));
+    assert!(ids(&app.post("/v1/recall", &recall(400)).await).contains(&"dormant".to_string()));
 
     // An item with no feature the model knows is stored but not recalled.
     let unknown = send(

@@ -186,6 +186,11 @@ fn check_item(
 /// returns); other replicas replay them from the catalog within one poll interval.
 async fn write_items(state: &AppState, records: Vec<ItemRecord>) -> Result<ItemsStored, ApiError> {
     store(state)?.upsert_items(&records).await?;
+    if records.iter().any(|r| r.active.is_some()) {
+        // The model learns the flags before the items can be recalled: an item written inactive
+        // is never in an answer.
+        state.live.refresh_catalog().await;
+    }
     let Some(model) = state.live.current() else {
         return Ok(ItemsStored {
             items: Vec::new(),
@@ -204,9 +209,6 @@ async fn write_items(state: &AppState, records: Vec<ItemRecord>) -> Result<Items
     let items = state
         .compute(move || model.upsert_items(&writes).map_err(ApiError::from))
         .await?;
-    if records.iter().any(|r| r.active.is_some()) {
-        state.live.refresh_catalog().await;
-    }
     Ok(ItemsStored {
         items,
         model_version: Some(version),
