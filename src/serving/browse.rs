@@ -121,7 +121,11 @@ impl ServingModel {
             user_id: id.to_string(),
             features: meta.users[u as usize].features.clone(),
             known_items_total: seen.len(),
-            known_items: seen.iter().take(limit).map(|&i| self.entry(i)).collect(),
+            known_items: seen
+                .iter()
+                .take(limit)
+                .map(|&i| self.entry(self.moved_to(i)))
+                .collect(),
         })
     }
 

@@ -254,6 +254,15 @@ impl ServingModel {
         slots
     }
 
+    /// Where a trained slot's item is served now (itself unless its features were changed).
+    pub(super) fn moved_to(&self, slot: u32) -> u32 {
+        read(&self.live.overrides)
+            .moved
+            .get(&slot)
+            .copied()
+            .unwrap_or(slot)
+    }
+
     /// Whether `slot` holds an item written live (not a trained one).
     pub(super) fn is_live(&self, slot: u32) -> bool {
         slot >= self.trained()
