@@ -3,8 +3,12 @@
 //! Layer 0 is one flat array of fixed-size slots, `[count, id_1, …, id_m0]` per node, so a node's
 //! list is found by multiplication and read in one or two cache lines. Upper layers hold few nodes
 //! (a share 1/M per layer), so they live in a second flat array addressed through a per-node offset.
-//! Entries are `AtomicU32` so that the parallel build can read lists while other threads rewrite
-//! them without a data race; after the build, relaxed/acquire loads compile to plain loads on x86-64.
+//! Entries are `AtomicU32` so that the parallel build and live inserts can rewrite lists while other
+//! threads read them without a data race; acquire loads and release stores compile to plain moves
+//! on x86-64.
+//!
+//! Slots exist for every node the item vectors have room for (their capacity), with levels drawn
+//! for all of them up front, so a live insert only fills slots and never moves a list.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -58,9 +62,34 @@ impl Links {
         })
     }
 
-    /// Number of nodes.
-    pub fn len(&self) -> usize {
+    /// Nodes there are slots for (linked or not yet).
+    pub fn capacity(&self) -> usize {
         self.levels.len()
+    }
+
+    /// Empty lists for the nodes of `levels` (which extend this graph's levels), holding a copy of
+    /// this graph's lists: growth past the capacity. Node offsets depend only on the levels before
+    /// them, so the old arrays are a prefix of the new ones. `None` as [`Links::new`].
+    pub fn grown(&self, levels: Vec<u8>) -> Option<Self> {
+        if levels.len() < self.levels.len() || levels[..self.levels.len()] != self.levels[..] {
+            return None;
+        }
+        let out = Links::new(levels, self.m, self.m0)?;
+        for (to, from) in out.level0.iter().zip(self.level0.iter()) {
+            to.store(from.load(Ordering::Acquire), Ordering::Relaxed);
+        }
+        for (to, from) in out.upper.iter().zip(self.upper.iter()) {
+            to.store(from.load(Ordering::Acquire), Ordering::Relaxed);
+        }
+        Some(out)
+    }
+
+    /// Length of the upper array used by nodes `0..n` (what a file of n nodes holds).
+    pub fn upper_len(&self, n: usize) -> usize {
+        self.levels[..n.min(self.levels.len())]
+            .iter()
+            .map(|&l| l as usize * (1 + self.m))
+            .sum()
     }
 
     /// Capacity of a list on `level`.
@@ -102,14 +131,18 @@ impl Links {
 
     /// Calls `f` on each neighbour of `node` on `level`. The count is read with Acquire, after the
     /// writer stored the ids, so every id seen was a valid neighbour on this layer at some point.
+    /// Ids are read with Acquire too: a writer stores them with Release after the node's row and
+    /// code were written, so whatever is read about a node reached here is complete (a list being
+    /// rewritten may show a new id before its new count).
     #[inline(always)]
     pub fn for_each(&self, node: u32, level: usize, mut f: impl FnMut(u32)) {
         for a in self.neighbours(node, level) {
-            f(a.load(Ordering::Relaxed));
+            f(a.load(Ordering::Acquire));
         }
     }
 
-    /// The neighbours of `node` on `level` (count read with Acquire, see [`Links::for_each`]).
+    /// The neighbours of `node` on `level` (count read with Acquire; load the ids with Acquire, see
+    /// [`Links::for_each`]).
     /// For loops that score them: a loop body is compiled with its function's instruction set,
     /// where a closure handed to `for_each` from an `#[inline(always)]` helper was not, and called
     /// the AVX2 kernel out of line (a twentieth of a served query).
@@ -137,7 +170,8 @@ impl Links {
         let slot = self.slot(node, level);
         let count = ids.len().min(slot.len() - 1);
         for (a, &id) in slot[1..=count].iter().zip(ids) {
-            a.store(id, Ordering::Relaxed);
+            // Release: a reader that sees this id (even before the count) sees its row and code.
+            a.store(id, Ordering::Release);
         }
         slot[0].store(count as u32, Ordering::Release);
     }
