@@ -186,7 +186,8 @@ impl GraphParams {
             && self.build_space == other.build_space
     }
 
-    fn insert_ef(&self) -> usize {
+    /// The beam width live inserts use (`ef_insert`, or `ef_construction` when it is 0).
+    pub fn insert_ef(&self) -> usize {
         if self.ef_insert == 0 {
             self.ef_construction
         } else {
@@ -581,6 +582,13 @@ impl GraphIndex {
     /// Changes the filtered-search threshold (e.g. after [`GraphIndex::load`]).
     pub fn with_exact_filter_below(mut self, exact_filter_below: usize) -> Self {
         self.exact_filter_below = exact_filter_below;
+        self
+    }
+
+    /// Changes the threads a live insert links a batch with (0 = every core; the build's setting
+    /// until then).
+    pub fn with_insert_threads(mut self, threads: usize) -> Self {
+        self.params.threads = threads;
         self
     }
 
