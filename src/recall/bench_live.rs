@@ -166,11 +166,13 @@ pub fn run(spec: &LiveSpec) -> Result<LiveReport, IndexError> {
                 for chunk_start in (built..n).step_by(spec.batch.max(1)) {
                     let end = (chunk_start + spec.batch.max(1)).min(n);
                     for i in chunk_start..end {
-                        vectors.push(all.row(i)).ok_or(IndexError::InvalidParameter {
-                            name: "bench capacity",
-                            allowed: "room for every insert",
-                            value: i.to_string(),
-                        })?;
+                        vectors
+                            .push(all.row(i))
+                            .ok_or(IndexError::InvalidParameter {
+                                name: "bench capacity",
+                                allowed: "room for every insert",
+                                value: i.to_string(),
+                            })?;
                     }
                     graph.insert(chunk_start as u32, end - chunk_start)?;
                 }
@@ -180,14 +182,7 @@ pub fn run(spec: &LiveSpec) -> Result<LiveReport, IndexError> {
             stop.store(true, Ordering::Relaxed);
             (seconds, result)
         });
-        let qps = query_load(
-            &graph,
-            &queries,
-            spec.ef,
-            spec.query_threads,
-            &stop,
-            None,
-        );
+        let qps = query_load(&graph, &queries, spec.ef, spec.query_threads, &stop, None);
         let (seconds, result) = inserter.join().unwrap_or((0.0, Ok(())));
         insert_seconds = seconds;
         insert_error = result.err();
@@ -221,10 +216,7 @@ pub fn run(spec: &LiveSpec) -> Result<LiveReport, IndexError> {
     ));
     drop(fresh);
     report.rows.push(LiveRow {
-        index: format!(
-            "graph (ours), ef_insert {}",
-            spec.params.insert_ef()
-        ),
+        index: format!("graph (ours), ef_insert {}", spec.params.insert_ef()),
         build_seconds,
         inserts_per_second: (n - built) as f64 / insert_seconds.max(1e-9),
         qps_alone,

@@ -440,6 +440,48 @@ mod tests {
     }
 
     #[test]
+    fn a_newcomer_above_the_floor_is_in_the_exact_answer_and_an_overflow_drops_exactness() {
+        // The head holds the 2500 largest of 5000; newcomers (ids past the head's rows, as a live
+        // insert appends them) far above every norm must come out of a walk that says exact.
+        let space = skewed(5000, 16);
+        let head = head_of(&space, 2500);
+        let mut rng = Rng::new(13);
+        let mut all = space.as_slice().to_vec();
+        let mut queries = Vec::new();
+        for i in 0..20u32 {
+            let q: Vec<f32> = (0..16).map(|_| rng.uniform() as f32 - 0.5).collect();
+            let row: Vec<f32> = q.iter().map(|x| x * 100.0).collect();
+            head.note(5000 + i, &row);
+            all.extend_from_slice(&row);
+            queries.push(q);
+        }
+        // A newcomer below the floor is left to the bound.
+        head.note(6000, &[1e-6; 16]);
+        assert_eq!(head.newcomers(), (20, false));
+        let grown = ItemVectors::from_raw(16, all);
+        let mut exact_answers = 0;
+        for (i, q) in queries.iter().enumerate() {
+            let scan = head.scan::<Portable>(q, 10, |_| true);
+            assert!(ids(&scan.hits).contains(&(5000 + i as u32)), "query {i}");
+            if scan.exact {
+                exact_answers += 1;
+                assert_eq!(
+                    ids(&scan.hits),
+                    ids(&exact_top_k(&grown, q, 10, Filter::All))
+                );
+            }
+        }
+        // As often as without newcomers (a_stopped_walk_is_the_exact_top_k: over half).
+        assert!(exact_answers >= 8, "{exact_answers} of 20 exact");
+        // Filling the list past its room: walks stop claiming exactness.
+        for i in 0..newcomer_room(2500) as u32 {
+            head.note(7000 + i, &[10.0; 16]);
+        }
+        assert!(head.newcomers().1);
+        assert!(!head.scan::<Portable>(&queries[0], 10, |_| true).exact);
+    }
+
+    #[test]
     fn merging_keeps_each_item_once_best_first() {
         let a = vec![
             Hit {

@@ -10,7 +10,7 @@
 //! Slots exist for every node the item vectors have room for (their capacity), with levels drawn
 //! for all of them up front, so a live insert only fills slots and never moves a list.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// Marks a node without upper layers in `upper_offset`.
 pub(super) const NO_UPPER: u32 = u32::MAX;
@@ -29,6 +29,9 @@ pub(super) struct Links {
     pub upper_offset: Vec<u32>,
     /// For a node of level L ≥ 1: L slots of `1 + m`, layers 1..=L in order.
     pub upper: Box<[AtomicU32]>,
+    /// How many entries at the tail of each node's layer-0 list are repair links
+    /// (`build::link_missed`); written only by the repair and under the node's lock.
+    pinned: Box<[AtomicU8]>,
 }
 
 fn zeros(len: usize) -> Box<[AtomicU32]> {
@@ -53,6 +56,7 @@ impl Links {
         let total = usize::try_from(total).ok()?;
         let level0 = zeros(levels.len().checked_mul(1 + m0)?);
         Some(Links {
+            pinned: (0..levels.len()).map(|_| AtomicU8::new(0)).collect(),
             m,
             m0,
             level0,
@@ -80,6 +84,9 @@ impl Links {
         }
         for (to, from) in out.upper.iter().zip(self.upper.iter()) {
             to.store(from.load(Ordering::Acquire), Ordering::Relaxed);
+        }
+        for (to, from) in out.pinned.iter().zip(self.pinned.iter()) {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         Some(out)
     }
@@ -153,6 +160,23 @@ impl Links {
         &slot[1..=count]
     }
 
+    /// Repair links at the tail of `node`'s layer-0 list.
+    pub fn pinned(&self, node: u32) -> usize {
+        self.pinned[node as usize].load(Ordering::Relaxed) as usize
+    }
+
+    /// Records `count` repair links at the tail of `node`'s layer-0 list.
+    pub fn set_pinned(&self, node: u32, count: usize) {
+        let count = count.min(self.m0).min(u8::MAX as usize) as u8;
+        self.pinned[node as usize].store(count, Ordering::Relaxed);
+    }
+
+    /// The tail entries of `node`'s layer-0 list that pruning keeps: its repair links, at most
+    /// half the list (so pruning can still shape the rest).
+    pub fn protected(&self, node: u32) -> usize {
+        self.pinned(node).min(self.m0 / 2)
+    }
+
     /// Number of neighbours of `node` on `level`.
     pub fn count(&self, node: u32, level: usize) -> usize {
         self.neighbours(node, level).len()
@@ -178,6 +202,8 @@ impl Links {
 
     /// Bytes held by the lists and levels.
     pub fn memory_bytes(&self) -> usize {
-        4 * (self.level0.len() + self.upper.len() + self.upper_offset.len()) + self.levels.len()
+        4 * (self.level0.len() + self.upper.len() + self.upper_offset.len())
+            + self.levels.len()
+            + self.pinned.len()
     }
 }
