@@ -128,8 +128,13 @@ impl GraphIndex {
     /// Writes the graph's linked nodes to `path` atomically (temporary file, fsync, rename): the
     /// room for inserts is not saved (a load makes it for the vectors it is given), nor are
     /// tombstones. After live inserts the fingerprint covers the rows linked then. **Errors** on
-    /// I/O failure. Run it with no insert under way (one caller inserts or saves).
+    /// I/O failure. Inserts wait while it runs.
     pub fn save(&self, path: &Path) -> Result<(), GraphFileError> {
+        // No insert changes the lists while they are written out.
+        let _one = self
+            .inserting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let links = &self.links;
         let n = self.len();
         let fingerprint = if self.fingerprint.1 == n {
