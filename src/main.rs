@@ -190,7 +190,7 @@ struct BenchLiveArgs {
     /// Graph build breadth.
     #[arg(long, default_value_t = 200)]
     ef_construction: usize,
-    /// Beam width of live inserts (0 = automatic: half of ef-construction, at least 64).
+    /// Beam width of live inserts (0 = automatic: a quarter of ef-construction, at least 64).
     #[arg(long, default_value_t = 0)]
     ef_insert: usize,
     /// Seed of the synthetic vectors.
