@@ -41,6 +41,9 @@ enum Command {
     /// Benchmark the recall indexes (exact, our graph with and without the norm walk, hnswlib,
     /// hnsw_rs): build time, recall@k against exact search, queries/s, memory.
     BenchIndex(BenchIndexArgs),
+    /// Benchmark live inserts into our graph while queries run (inserts/s, queries/s with and
+    /// without inserts, recall@10 against a fresh build), with hnswlib's add_items as the anchor.
+    BenchLive(BenchLiveArgs),
     /// Serve recall over HTTP (trains the demo model first when no model is configured).
     Serve(ServeArgs),
     /// Apply pending database migrations.
@@ -147,6 +150,58 @@ struct BenchIndexArgs {
         default_value = "exact,graph,hnswlib,hnsw-rs"
     )]
     indexes: Vec<bench::BenchIndex>,
+}
+
+#[derive(Args)]
+struct BenchLiveArgs {
+    /// Items in the end: built on `items - inserts`, the rest inserted live.
+    #[arg(long, default_value_t = 1_000_000)]
+    items: usize,
+    /// Items inserted while queries run.
+    #[arg(long, default_value_t = 100_000)]
+    inserts: usize,
+    /// Dimension of the synthetic vectors.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Number of queries.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Clusters in the synthetic vectors.
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// Rows per insert call.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Threads an insert call links its batch with.
+    #[arg(long, default_value_t = 1)]
+    insert_threads: usize,
+    /// Threads searching during the inserts.
+    #[arg(long, default_value_t = 1)]
+    query_threads: usize,
+    /// Search breadth of the throughput phases.
+    #[arg(long, default_value_t = 64)]
+    ef: usize,
+    /// Breadths recall@10 is measured at.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
+    recall_ef: Vec<usize>,
+    /// Graph links per node.
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// Graph build breadth.
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
+    /// Beam width of live inserts (0 = automatic: a quarter of ef-construction, at least 64).
+    #[arg(long, default_value_t = 0)]
+    ef_insert: usize,
+    /// Seed of the synthetic vectors.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Skip the hnswlib anchor.
+    #[arg(long)]
+    no_hnswlib: bool,
+    /// Print the rows as a JSON array on the last line of stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the data comes from (shared by train and eval).
@@ -471,6 +526,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
         Command::Import(a) => import(a, &settings),
         Command::Models(cmd) => models(cmd, &settings),
         Command::BenchIndex(a) => bench_index(&a),
+        Command::BenchLive(a) => bench_live(&a),
     }
 }
 
@@ -680,6 +736,39 @@ fn bench_index(a: &BenchIndexArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{note}");
     }
     print!("{}", bench::table(&report.rows, a.k));
+    if a.json {
+        println!("{}", serde_json::to_string(&report.rows)?);
+    }
+    Ok(())
+}
+
+/// `fmrecall bench-live`: live inserts into our graph while queries run, against hnswlib.
+fn bench_live(a: &BenchLiveArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = fmrecall::recall::bench_live::LiveSpec {
+        items: a.items,
+        inserts: a.inserts,
+        dim: a.dim,
+        queries: a.queries,
+        clusters: a.clusters,
+        seed: a.seed,
+        batch: a.batch,
+        insert_threads: a.insert_threads,
+        query_threads: a.query_threads,
+        params: fmrecall::recall::GraphParams {
+            m: a.m,
+            ef_construction: a.ef_construction,
+            ef_insert: a.ef_insert,
+            ..Default::default()
+        },
+        ef: a.ef,
+        recall_efs: a.recall_ef.clone(),
+        hnswlib: !a.no_hnswlib,
+    };
+    let report = fmrecall::recall::bench_live::run(&spec)?;
+    for note in &report.notes {
+        println!("{note}");
+    }
+    print!("{}", fmrecall::recall::bench_live::table(&report.rows));
     if a.json {
         println!("{}", serde_json::to_string(&report.rows)?);
     }

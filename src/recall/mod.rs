@@ -11,6 +11,7 @@
 //! checking the served index (the load path) is `build.rs`; the recall measures are `measure.rs`.
 
 pub mod bench;
+pub mod bench_live;
 mod build;
 mod exact;
 mod graph;

@@ -11,6 +11,8 @@
 //! integer dot product (16 components per AVX2 multiply-add). The query's rounding error is a 128th
 //! of the codes' own (a half step in 255 against a half unit in 32767).
 
+use std::cell::UnsafeCell;
+
 /// A query prepared by [`Codes::prepare`]: ⟨query, x⟩ ≈ offset + scale · ⟨query_i16, code(x)⟩.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CodeQuery<'a> {
@@ -19,17 +21,48 @@ pub(super) struct CodeQuery<'a> {
     pub offset: f32,
 }
 
-/// The codes of every row, and the per-dimension ranges to decode them.
+/// The codes of every row, and the per-dimension ranges to decode them. Room is kept for
+/// `capacity` rows: rows appended after the build are encoded in place ([`Codes::encode_row`]) with
+/// the build's ranges before any link to them is written, so readers never see a code change.
 pub(super) struct Codes {
     dim: usize,
     min: Vec<f32>,
     step: Vec<f32>,
-    codes: Vec<u8>,
+    codes: Box<[UnsafeCell<u8>]>,
+}
+
+// SAFETY: a code is written only by `encode_row`, whose caller guarantees that no reader can reach
+// that row yet (see there); every other access reads.
+unsafe impl Sync for Codes {}
+
+fn cells(bytes: Vec<u8>) -> Box<[UnsafeCell<u8>]> {
+    let mut bytes = std::mem::ManuallyDrop::new(bytes.into_boxed_slice());
+    let (ptr, len) = (bytes.as_mut_ptr(), bytes.len());
+    // SAFETY: UnsafeCell<u8> has the layout of u8 (repr(transparent)); the allocation is moved and
+    // freed with the same layout.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr.cast(), len)) }
+}
+
+/// The code of `row` under the ranges `min`/`step` into `out`; components outside the build's range
+/// (a row appended later) are clamped, so they only steer the walk less precisely.
+#[inline]
+fn encode_into(row: &[f32], min: &[f32], step: &[f32], out: &mut [u8]) {
+    for j in 0..row.len() {
+        if step[j] > 0.0 {
+            out[j] = ((row[j] - min[j]) / step[j]).round().clamp(0.0, 255.0) as u8;
+        }
+    }
 }
 
 impl Codes {
     /// Quantises `data` (row-major, `dim` wide; finite, as every index checks).
+    #[cfg(test)]
     pub fn encode(data: &[f32], dim: usize) -> Codes {
+        Self::encode_with_capacity(data, dim, data.len() / dim.max(1))
+    }
+
+    /// [`Codes::encode`] with room for `capacity` rows in all.
+    pub fn encode_with_capacity(data: &[f32], dim: usize, capacity: usize) -> Codes {
         let mut min = vec![f32::INFINITY; dim];
         let mut max = vec![f32::NEG_INFINITY; dim];
         for row in data.chunks_exact(dim) {
@@ -47,27 +80,64 @@ impl Codes {
             .zip(&max)
             .map(|(lo, hi)| (hi - lo) / 255.0)
             .collect();
-        let mut codes = crate::memory::filled_vec(data.len(), 0u8);
+        let mut codes = crate::memory::filled_vec(capacity.max(data.len() / dim) * dim, 0u8);
         for (row, out) in data.chunks_exact(dim).zip(codes.chunks_exact_mut(dim)) {
-            for j in 0..dim {
-                if step[j] > 0.0 {
-                    out[j] = ((row[j] - min[j]) / step[j]).round().clamp(0.0, 255.0) as u8;
-                }
-            }
+            encode_into(row, &min, &step, out);
         }
         Codes {
             dim,
             min,
             step,
-            codes,
+            codes: cells(codes),
         }
     }
 
-    /// The code of row `id`.
+    /// Rows there is room for.
+    pub fn capacity(&self) -> usize {
+        self.codes.len() / self.dim.max(1)
+    }
+
+    /// The same ranges and the codes of rows `0..rows`, with room for `capacity` rows (growth).
+    pub fn grown(&self, rows: usize, capacity: usize) -> Codes {
+        let rows = rows.min(self.capacity());
+        let mut codes = crate::memory::filled_vec(capacity.max(rows) * self.dim, 0u8);
+        for id in 0..rows {
+            codes[id * self.dim..(id + 1) * self.dim].copy_from_slice(self.row(id as u32));
+        }
+        Codes {
+            dim: self.dim,
+            min: self.min.clone(),
+            step: self.step.clone(),
+            codes: cells(codes),
+        }
+    }
+
+    /// Encodes `row` as row `id` with the build's ranges (clamped). **Panics** if `id` is beyond
+    /// the capacity.
+    ///
+    /// # Safety
+    /// No other thread may read row `id` during the call: it must not be reachable yet (no link or
+    /// id list names it, and the caller publishes it afterwards with Release ordering), and only
+    /// one writer may encode it.
+    pub unsafe fn encode_row(&self, id: u32, row: &[f32]) {
+        let s = id as usize * self.dim;
+        let cells = &self.codes[s..s + self.dim];
+        // SAFETY: the caller guarantees exclusive access to this row (see above).
+        let out = unsafe {
+            std::slice::from_raw_parts_mut(UnsafeCell::raw_get(cells.as_ptr()), self.dim)
+        };
+        encode_into(row, &self.min, &self.step, out);
+    }
+
+    /// The code of row `id`: a row encoded at the build, or by [`Codes::encode_row`] before anything
+    /// could reach it. **Panics** beyond the capacity.
     #[inline(always)]
     pub fn row(&self, id: u32) -> &[u8] {
         let s = id as usize * self.dim;
-        &self.codes[s..s + self.dim]
+        let cells = &self.codes[s..s + self.dim];
+        // SAFETY: a row is read only once it is reachable, after its one write (see `encode_row`);
+        // UnsafeCell<u8> has the layout of u8.
+        unsafe { std::slice::from_raw_parts(cells.as_ptr().cast(), self.dim) }
     }
 
     /// Turns `query` into `query ∘ step` rounded to i16 (in `out`), its scale and the offset
@@ -103,7 +173,7 @@ impl Codes {
     }
 
     /// The codes of rows `ids`, in that order, with the same ranges (so a prepared query scores
-    /// them alike).
+    /// them alike), and no spare room.
     pub fn gather(&self, ids: &[u32]) -> Codes {
         let mut codes = Vec::with_capacity(ids.len() * self.dim);
         for &id in ids {
@@ -113,13 +183,17 @@ impl Codes {
             dim: self.dim,
             min: self.min.clone(),
             step: self.step.clone(),
-            codes,
+            codes: cells(codes),
         }
     }
 
-    /// The rows' codes in order.
-    pub fn rows(&self) -> std::slice::ChunksExact<'_, u8> {
-        self.codes.chunks_exact(self.dim.max(1))
+    /// The codes of rows `0..rows` in order, for a code set whose rows below `rows` are all
+    /// written (the norm head's, which is never written after [`Codes::gather`]).
+    pub fn rows(&self, rows: usize) -> std::slice::ChunksExact<'_, u8> {
+        let n = rows.min(self.capacity()) * self.dim;
+        // SAFETY: rows below `rows` are written and never written again (see above).
+        let bytes: &[u8] = unsafe { std::slice::from_raw_parts(self.codes.as_ptr().cast(), n) };
+        bytes.chunks_exact(self.dim.max(1))
     }
 
     /// A bound on |⟨query, x⟩ − (offset + scale · ⟨query_i16, code(x)⟩)| for every encoded row x:

@@ -66,14 +66,15 @@ pub enum GraphFileError {
     Stale(String),
 }
 
-/// SHA-256 of the item vectors (dimension, count, then every component little-endian).
-pub(super) fn fingerprint(v: &ItemVectors) -> [u8; 32] {
+/// SHA-256 of the first `n` item vectors (dimension, count, then every component little-endian).
+pub(super) fn fingerprint(v: &ItemVectors, n: usize) -> [u8; 32] {
+    let n = n.min(v.len());
     let mut h = Sha256::new();
     h.update(b"fmrecall item vectors\0");
     h.update((v.dim() as u64).to_le_bytes());
-    h.update((v.len() as u64).to_le_bytes());
+    h.update((n as u64).to_le_bytes());
     let mut buf = Vec::with_capacity(4096);
-    for chunk in v.as_slice().chunks(1024) {
+    for chunk in v.as_slice()[..n * v.dim()].chunks(1024) {
         buf.clear();
         chunk
             .iter()
@@ -124,13 +125,28 @@ fn corrupt(what: impl Into<String>) -> GraphFileError {
 }
 
 impl GraphIndex {
-    /// Writes the graph to `path` atomically (temporary file, fsync, rename). Tombstones are not
-    /// saved. **Errors** on I/O failure.
+    /// Writes the graph's linked nodes to `path` atomically (temporary file, fsync, rename): the
+    /// room for inserts is not saved (a load makes it for the vectors it is given), nor are
+    /// tombstones. After live inserts the fingerprint covers the rows linked then. **Errors** on
+    /// I/O failure. Inserts wait while it runs.
     pub fn save(&self, path: &Path) -> Result<(), GraphFileError> {
+        // No insert changes the lists while they are written out.
+        let _one = self
+            .inserting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let links = &self.links;
         let n = self.len();
+        let fingerprint = if self.fingerprint.1 == n {
+            self.fingerprint.0
+        } else {
+            fingerprint(&self.vectors, n)
+        };
+        let level0 = &links.level0[..n * (1 + links.m0)];
+        let upper = &links.upper[..links.upper_len(n)];
+        let (entry, max_level) = self.entry.get().unwrap_or((0, 0));
         let mut out: Vec<u8> =
-            Vec::with_capacity(HEADER + n + 4 * (links.level0.len() + links.upper.len()) + 32);
+            Vec::with_capacity(HEADER + n + 4 * (level0.len() + upper.len()) + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         // Low byte: the search metric; second byte: the build space (informational).
@@ -154,14 +170,14 @@ impl GraphIndex {
             out.extend_from_slice(&(v as u32).to_le_bytes());
         }
         out.extend_from_slice(&self.params.seed.to_le_bytes());
-        out.extend_from_slice(&self.entry.to_le_bytes());
-        out.extend_from_slice(&(self.max_level as u32).to_le_bytes());
-        out.extend_from_slice(&(links.upper.len() as u64).to_le_bytes());
+        out.extend_from_slice(&entry.to_le_bytes());
+        out.extend_from_slice(&(max_level as u32).to_le_bytes());
+        out.extend_from_slice(&(upper.len() as u64).to_le_bytes());
         out.extend_from_slice(&self.build_seconds.to_le_bytes());
-        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&fingerprint);
         debug_assert_eq!(out.len(), HEADER);
-        out.extend_from_slice(&links.levels);
-        for a in links.level0.iter().chain(links.upper.iter()) {
+        out.extend_from_slice(&links.levels[..n]);
+        for a in level0.iter().chain(upper.iter()) {
             out.extend_from_slice(&a.load(Ordering::Acquire).to_le_bytes());
         }
         let sum: [u8; 32] = Sha256::digest(&out).into();
@@ -190,7 +206,8 @@ impl GraphIndex {
     }
 
     /// Reads a graph saved by [`GraphIndex::save`] for `vectors` (the item vectors, as given to
-    /// `build`). **Errors** if the file is missing, foreign, of another version, truncated,
+    /// `build`), with room for inserts up to their capacity (levels beyond the file's nodes drawn
+    /// as a build draws them). **Errors** if the file is missing, foreign, of another version, truncated,
     /// corrupted, inconsistent, or built for other vectors ([`GraphFileError::Stale`]: rebuild).
     /// Filtered searches go exact below the default `exact_filter_below` (see
     /// [`GraphIndex::with_exact_filter_below`]).
@@ -263,7 +280,7 @@ impl GraphIndex {
                 vectors.dim()
             )));
         }
-        if fp != fingerprint(&vectors) {
+        if fp != fingerprint(&vectors, vectors.len()) {
             return Err(GraphFileError::Stale(
                 "built for other item vectors (fingerprint differs)".into(),
             ));
@@ -271,6 +288,7 @@ impl GraphIndex {
         let params = GraphParams {
             m,
             ef_construction,
+            ef_insert: 0,
             ef_search,
             seed,
             threads: 0,
@@ -285,40 +303,45 @@ impl GraphIndex {
             return Err(corrupt(format!("layer-0 capacity {m0} is not 2 × {m}")));
         }
         let n = n as usize;
-        let levels = r.take(n)?.to_vec();
+        let capacity = vectors.capacity();
+        if capacity >= u32::MAX as usize {
+            return Err(corrupt("capacity above 2^32 - 2 items"));
+        }
+        let mut levels = r.take(n)?.to_vec();
         if levels.iter().any(|&l| l as usize > super::MAX_LEVEL) {
             return Err(corrupt("a level above the maximum"));
         }
+        if capacity > n {
+            levels.extend_from_slice(&super::draw_levels(capacity, m, seed)[n..]);
+        }
         let links = Links::new(levels, m, m0).ok_or_else(|| corrupt("too many upper slots"))?;
-        if links.upper.len() as u64 != upper_len {
+        if links.upper_len(n) as u64 != upper_len {
             return Err(corrupt("upper-layer size does not match the levels"));
         }
-        for a in links.level0.iter().chain(links.upper.iter()) {
+        let level0 = &links.level0[..n * (1 + m0)];
+        let upper = &links.upper[..links.upper_len(n)];
+        for a in level0.iter().chain(upper.iter()) {
             a.store(r.u32()?, Ordering::Relaxed);
         }
-        validate(&links, entry, max_level)?;
+        validate(&links, n, entry, max_level)?;
 
-        let space = match metric {
-            Metric::InnerProduct => vectors,
-            Metric::Cosine => Arc::new(super::normalised(&vectors)),
-        };
-        let mut graph =
-            GraphIndex::from_parts(space, params, links, (entry, max_level as usize), fp);
+        let entry = (n > 0).then_some((entry, max_level));
+        let mut graph = GraphIndex::from_parts(vectors, params, links, entry, (fp, n), n);
         graph.build_seconds = build_seconds;
         Ok(graph)
     }
 }
 
-/// Checks every count, id and level, so that searching the loaded graph cannot go out of bounds.
-fn validate(links: &Links, entry: u32, max_level: usize) -> Result<(), GraphFileError> {
-    let n = links.len();
+/// Checks every count, id and level of the `n` nodes read, so that searching the loaded graph
+/// cannot go out of bounds (or onto a node not in the file).
+fn validate(links: &Links, n: usize, entry: u32, max_level: usize) -> Result<(), GraphFileError> {
     if n == 0 {
         return Ok(());
     }
     if entry as usize >= n || links.levels[entry as usize] as usize != max_level {
         return Err(corrupt("entry point is not a top-level node"));
     }
-    if links.levels.iter().any(|&l| l as usize > max_level) {
+    if links.levels[..n].iter().any(|&l| l as usize > max_level) {
         return Err(corrupt("a node above the top level"));
     }
     for node in 0..n as u32 {

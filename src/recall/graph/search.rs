@@ -14,6 +14,7 @@ use super::kernel::Kernel;
 use super::links::Links;
 use super::order::{Far, Near};
 use crate::kernels::prefetch;
+use crate::vectors::ItemVectors;
 
 /// In the mixed build, e is pruned only when r is clearly nearer to it than the base is
 /// (1.2 ‖e − r‖² < ‖e − base‖²), as DiskANN's α (Subramanya et al. 2019) relaxes the paper's rule:
@@ -57,8 +58,9 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 }
 
 impl Scratch {
-    /// Starts a new search over `n` nodes: an empty visited set, cleared in the words the last
-    /// search set (a few hundred, whatever `n` is).
+    /// Starts a new search over node ids below `n` (the graph's capacity, so that a node linked
+    /// while the search runs has a bit): an empty visited set, cleared in the words the last search
+    /// set (a few hundred, whatever `n` is).
     #[inline]
     pub fn begin(&mut self, n: usize) {
         for &w in &self.touched {
@@ -89,12 +91,16 @@ impl Scratch {
     }
 }
 
-/// What a layer search reads: the vectors (row-major, `dim` wide), the lists, and for builds the
-/// squared norms (empty when searching) and which distance links and prunes (see
-/// [`super::BuildSpace`]).
+/// What a layer search reads: the vectors, the lists, and for builds the squared norms (empty when
+/// searching) and which distance links and prunes (see [`super::BuildSpace`]).
+///
+/// Rows are read one at a time ([`ItemVectors::linked_row`]), never as one slice over the matrix:
+/// live inserts append rows while searches run, and a walk may step onto a node linked after it
+/// started, whose row a slice taken at the start would not cover (and a slice must never cover a
+/// row still being written). Only ids read from the lists (or below the published length) reach
+/// `row`, and a node is linked only after its row is published.
 pub(super) struct View<'a> {
-    pub data: &'a [f32],
-    pub dim: usize,
+    pub vectors: &'a ItemVectors,
     pub links: &'a Links,
     pub norms: &'a [f32],
     /// Distance is ‖a − b‖² instead of −⟨a, b⟩.
@@ -108,10 +114,10 @@ pub(super) struct View<'a> {
 }
 
 impl View<'_> {
+    /// The row of a node reached through the lists (or published before the walk started).
     #[inline(always)]
     pub fn row(&self, id: u32) -> &[f32] {
-        let s = id as usize * self.dim;
-        &self.data[s..s + self.dim]
+        self.vectors.linked_row(id as usize)
     }
 
     /// Distance from a query `q` (squared norm `qn`, used only for L2) to node `id`.
@@ -173,10 +179,10 @@ impl View<'_> {
                 let list = self.links.neighbours(best.1, level);
                 // Loads overlap: every neighbour's row is requested before the first is scored.
                 for nb in list {
-                    self.prefetch_node(nb.load(AtomicOrdering::Relaxed));
+                    self.prefetch_node(nb.load(AtomicOrdering::Acquire));
                 }
                 for nb in list {
-                    let nb = nb.load(AtomicOrdering::Relaxed);
+                    let nb = nb.load(AtomicOrdering::Acquire);
                     let d = self.dist::<K>(q, qn, nb);
                     if d < best.0 {
                         best = (d, nb);

@@ -19,6 +19,21 @@ impl Tombstones {
         }
     }
 
+    /// A copy with room for `n` items (growth past the capacity).
+    pub fn grown(&self, n: usize) -> Self {
+        let bits: Box<[AtomicU64]> = (0..n.div_ceil(64).max(self.bits.len()))
+            .map(|w| AtomicU64::new(self.bits.get(w).map_or(0, |b| b.load(Ordering::Acquire))))
+            .collect();
+        let count = bits
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed).count_ones() as usize)
+            .sum();
+        Tombstones {
+            bits,
+            count: AtomicUsize::new(count),
+        }
+    }
+
     /// Whether `item` is deactivated (items beyond the set are reported as not deactivated; the
     /// caller checks ranges).
     #[inline(always)]
