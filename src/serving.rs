@@ -21,7 +21,7 @@ mod browse;
 mod live;
 mod live_items;
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
-pub use live::{LiveModel, RefusedModel, SwapError, Swapped};
+pub use live::{LiveModel, RefusedModel, SwapError, Swapped, WriteError};
 pub use live_items::{ItemWrite, ItemWritten, LiveCounts};
 
 use live_items::{LiveItems, Searchable};

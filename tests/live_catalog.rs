@@ -558,6 +558,11 @@ async fn live_items_survive_a_restart_and_a_new_model() {
     assert!(!all.contains(&del));
 }
 
+/// How many items `app` serves that were written since training.
+async fn live_total(app: &TestApp) -> Value {
+    app.get("/v1/items?live=true&limit=1").await.json()["total"].clone()
+}
+
 /// Whether `item` is in the user's top 400.
 async fn recalls(app: &TestApp, user: &str, item: &str) -> bool {
     ids(&app
@@ -711,4 +716,105 @@ async fn written_items_become_visible_on_both_replicas() {
             times[times.len() - 1]
         );
     }
+}
+
+/// Our graph takes the writes while it serves (past its first capacity, so it is regrown): its
+/// answers stay those of brute force on a second replica that replays the same catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_index_grows_with_written_items_and_answers_like_brute_force() {
+    let db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, artifact) = trained(dir.path(), SplitSpec::Random(0.2), &db).await;
+    let mut graph_settings = replica(&db.url);
+    graph_settings.index.kind = fmrecall::recall::IndexKind::Graph;
+    let mut exact_settings = replica(&db.url);
+    exact_settings.index.kind = fmrecall::recall::IndexKind::Exact;
+    let graph = TestApp::spawn(graph_settings).await;
+    let exact = TestApp::spawn(exact_settings).await;
+    assert_eq!(
+        graph.get("/v1/model").await.json()["index"]["kind"],
+        "graph"
+    );
+    // 1,300 new items (the 300-item model reserves room for 1,024), each with the side features of
+    // a trained item and one of another: mixtures the model has never seen.
+    let items = &artifact.meta.items;
+    let written: Vec<Value> = (0..1300)
+        .map(|i| {
+            let (a, b) = (&items[i % items.len()], &items[(i * 7 + 3) % items.len()]);
+            json!({"item_id": format!("w{i}"), "features": [a.features[1].clone(), b.features[2].clone()]})
+        })
+        .collect();
+    put_all(&graph, &written).await;
+    // Changed trained items and deleted written ones.
+    for i in 0..30 {
+        let item = &items[i * 5];
+        let other = &items[i * 5 + 1];
+        let put = send(
+            &graph,
+            "PUT",
+            &format!("/v1/items/{}", item.id),
+            &json!({"features": other.features[1..]}),
+        )
+        .await;
+        assert_eq!(put.status, 200);
+        let del = graph
+            .request("DELETE", &format!("/v1/items/w{}", i * 11), None, &AUTH)
+            .await;
+        assert_eq!(del.status, 200);
+    }
+    let counts = graph.get("/v1/model").await.json()["live_items"].clone();
+    assert_eq!(
+        (
+            counts["added"].clone(),
+            counts["updated"].clone(),
+            counts["deleted"].clone()
+        ),
+        (json!(1270), json!(30), json!(30)),
+        "{counts}"
+    );
+    // The exact replica converges on the same catalog: the same items served live.
+    let want = live_total(&graph).await;
+    assert_eq!(want, 1300, "1,270 added and 30 changed");
+    let started = Instant::now();
+    while live_total(&exact).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the exact replica never converged: {}",
+            exact.get("/v1/model").await.json()["live_items"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Written items share feature pairs, so many score alike: an answer is right when each of
+    // its items scores at least brute force's k-th best (ties may be broken either way).
+    let scores = |a: &Answer| -> Vec<f64> {
+        a.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["score"].as_f64().unwrap())
+            .collect()
+    };
+    let deleted: HashSet<String> = (0..30).map(|i| format!("w{}", i * 11)).collect();
+    let (mut right, mut total) = (0, 0);
+    for user in artifact.meta.users.iter().take(40) {
+        for k in [10, 100] {
+            let ask = json!({"user_id": user.id, "k": k});
+            let (g, e) = (
+                graph.post("/v1/recall", &ask).await,
+                exact.post("/v1/recall", &ask).await,
+            );
+            assert!(
+                ids(&g).iter().all(|i| !deleted.contains(i)),
+                "a deleted item was recalled"
+            );
+            let kth = scores(&e)[k - 1];
+            right += scores(&g).iter().filter(|&&s| s >= kth - 1e-5).count();
+            total += k;
+        }
+    }
+    let recall = right as f64 / total as f64;
+    assert!(
+        recall >= 0.99,
+        "graph against brute force after the writes: {recall}"
+    );
 }

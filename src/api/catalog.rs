@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use super::admin::{require_write, store};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
-use crate::serving::{ItemWrite, ItemWritten};
+use crate::serving::ItemWritten;
 use crate::store::{EventRecord, ItemRecord};
 
 /// Longest id or feature accepted.
@@ -182,36 +182,18 @@ fn check_item(
     Ok(())
 }
 
-/// Stores items in the catalog, then writes them into the serving model (recallable when this
-/// returns); other replicas replay them from the catalog within one poll interval.
+/// Stores items and writes them into the serving model (see [`crate::serving::LiveModel::write_items`]).
 async fn write_items(state: &AppState, records: Vec<ItemRecord>) -> Result<ItemsStored, ApiError> {
-    store(state)?.upsert_items(&records).await?;
-    if records.iter().any(|r| r.active.is_some()) {
-        // The model learns the flags before the items can be recalled: an item written inactive
-        // is never in an answer.
-        state.live.refresh_catalog().await;
-    }
-    let Some(model) = state.live.current() else {
-        return Ok(ItemsStored {
+    store(state)?;
+    Ok(match state.live.write_items(records).await? {
+        Some((version, items)) => ItemsStored {
+            items,
+            model_version: Some(version),
+        },
+        None => ItemsStored {
             items: Vec::new(),
             model_version: None,
-        });
-    };
-    let writes: Vec<ItemWrite> = records
-        .iter()
-        .map(|r| ItemWrite {
-            id: r.id.clone(),
-            title: r.title.clone(),
-            features: r.features.clone(),
-        })
-        .collect();
-    let version = model.meta().version.clone();
-    let items = state
-        .compute(move || model.upsert_items(&writes).map_err(ApiError::from))
-        .await?;
-    Ok(ItemsStored {
-        items,
-        model_version: Some(version),
+        },
     })
 }
 
@@ -298,24 +280,13 @@ pub async fn delete_item(
     Path(item_id): Path<String>,
 ) -> Result<Json<ItemDeleted>, ApiError> {
     check_id("item_id", &item_id)?;
-    let db = store(&state)?;
-    let model = state.live.current();
-    let in_catalog = db.delete_items(std::slice::from_ref(&item_id)).await?[0];
-    let served = model.is_some_and(|m| m.delete_items(std::slice::from_ref(&item_id))[0]);
-    if !in_catalog && !served {
+    store(&state)?;
+    if !state
+        .live
+        .delete_items(std::slice::from_ref(&item_id))
+        .await?[0]
+    {
         return Err(ApiError::UnknownItem(format!("unknown item {item_id:?}")));
-    }
-    if served && !in_catalog {
-        // A trained item the catalog table has not seen yet (served from a file): record the
-        // delete, so that the other replicas and the next model learn of it.
-        let entity = state
-            .live
-            .current()
-            .and_then(|m| m.meta().items.iter().find(|e| e.id == item_id).cloned());
-        if let Some(entity) = entity {
-            db.import_items(&[entity]).await?;
-            db.delete_items(std::slice::from_ref(&item_id)).await?;
-        }
     }
     Ok(Json(ItemDeleted {
         item_id,

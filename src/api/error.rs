@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::layers::LayerError;
-use crate::serving::{ServeError, SwapError};
+use crate::serving::{ServeError, SwapError, WriteError};
 
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +187,17 @@ impl From<ServeError> for ApiError {
             ServeError::Artifact(_) | ServeError::Index(_) | ServeError::Render(_) => {
                 ApiError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NoDatabase => ApiError::NoDatabase,
+            WriteError::Store(e) => e.into(),
+            WriteError::Serve(e) => e.into(),
+            WriteError::Task(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

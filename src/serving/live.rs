@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::ServingModel;
+use super::{ItemWrite, ItemWritten, ServingModel};
 use crate::recall::IndexSettings;
-use crate::store::Store;
+use crate::store::{ItemRecord, Store};
 
 /// Why a model was not swapped in; the previous one keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,27 @@ pub struct LiveModel {
     items_seen_up_to: AtomicI64,
     /// When the index was last re-measured after live writes.
     last_measure: Mutex<Option<std::time::Instant>>,
+    /// Held across "write the catalog, then the model" and across "read the catalog's changes,
+    /// then apply them": a replay can then never apply a row read before a write of this process
+    /// after that write (which would bring a deleted item back until the next poll).
+    catalog_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why an item write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No database: this replica is read-only.
+    #[error("no database: this replica is read-only")]
+    NoDatabase,
+    /// The catalog refused or failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The serving model failed to take the write (it is stored: a replay applies it).
+    #[error(transparent)]
+    Serve(#[from] super::ServeError),
+    /// The model-side task failed (a bug).
+    #[error("item writer failed: {0}")]
+    Task(String),
 }
 
 /// Live writes are followed by a re-measure of the index's recall at most this often (a
@@ -90,6 +111,7 @@ impl LiveModel {
             reload_lock: tokio::sync::Mutex::new(()),
             items_seen_up_to: AtomicI64::new(0),
             last_measure: Mutex::new(None),
+            catalog_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -156,6 +178,8 @@ impl LiveModel {
         let load_seconds = loaded.load_seconds();
         let previous = self.model.swap(Some(Arc::new(loaded)));
         tracing::info!(version = %version, load_seconds, "model swapped in");
+        // What was written while it loaded.
+        self.replay_item_changes().await;
         Ok(Swapped {
             version,
             previous_version: previous.map(|m| m.meta().version.clone()),
@@ -166,32 +190,16 @@ impl LiveModel {
     /// Reads the catalog's item changes (written, deleted) and deactivated items and applies them
     /// to the serving model: how replicas converge on what another one took.
     pub async fn refresh_catalog(&self) {
-        let Some(store) = &self.store else { return };
-        // A model being swapped in replays the whole catalog itself.
-        if let Ok(_no_swap) = self.reload_lock.try_lock() {
-            let since = self.items_seen_up_to.load(Ordering::Acquire) - CHANGE_LOOKBACK;
-            match store.item_changes_since(since.max(0)).await {
-                Ok((rows, last)) => {
-                    if let Some(model) = self.current().filter(|_| !rows.is_empty()) {
-                        let applied =
-                            tokio::task::spawn_blocking(move || model.apply_catalog(&rows)).await;
-                        match applied {
-                            Ok(Ok(_)) => self.items_seen_up_to.store(last, Ordering::Release),
-                            Ok(Err(e)) => {
-                                tracing::error!(error = %e, "replaying item changes failed")
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "replaying item changes panicked")
-                            }
-                        }
-                    } else {
-                        self.items_seen_up_to.store(last, Ordering::Release);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "reading item changes failed"),
-            }
-        }
+        self.replay_item_changes().await;
         self.remeasure_if_written().await;
+        let _catalog = self.catalog_lock.lock().await;
+        self.refresh_inactive().await;
+    }
+
+    /// Reads the deactivated items and applies them to the serving model (the caller holds the
+    /// catalog lock).
+    async fn refresh_inactive(&self) {
+        let Some(store) = &self.store else { return };
         match store.inactive_items().await {
             Ok(ids) => {
                 if let Some(model) = self.current() {
@@ -203,6 +211,86 @@ impl LiveModel {
                 tracing::warn!(error = %e, "reading the catalog failed; keeping the last known state")
             }
         }
+    }
+
+    /// Applies the catalog's item changes since the last ones applied (and a window behind them,
+    /// see [`CHANGE_LOOKBACK`]) to the serving model.
+    async fn replay_item_changes(&self) {
+        let Some(store) = &self.store else { return };
+        let _catalog = self.catalog_lock.lock().await;
+        let since = self.items_seen_up_to.load(Ordering::Acquire) - CHANGE_LOOKBACK;
+        let (rows, last) = match store.item_changes_since(since.max(0)).await {
+            Ok(changes) => changes,
+            Err(e) => return tracing::warn!(error = %e, "reading item changes failed"),
+        };
+        let Some(model) = self.current().filter(|_| !rows.is_empty()) else {
+            // No model yet: the first one replays the whole catalog when it loads.
+            return self.items_seen_up_to.store(last, Ordering::Release);
+        };
+        match tokio::task::spawn_blocking(move || model.apply_catalog(&rows)).await {
+            Ok(Ok(_)) => self.items_seen_up_to.store(last, Ordering::Release),
+            Ok(Err(e)) => tracing::error!(error = %e, "replaying item changes failed"),
+            Err(e) => tracing::error!(error = %e, "replaying item changes panicked"),
+        }
+    }
+
+    /// Stores items in the catalog, then writes them into the serving model (recallable when
+    /// this returns; deactivated flags applied first, so an item written inactive is never in an
+    /// answer). `None` when no model serves yet (the first one replays them). **Errors** without
+    /// a database ([`WriteError::Store`]) or when the catalog refuses.
+    pub async fn write_items(
+        &self,
+        records: Vec<ItemRecord>,
+    ) -> Result<Option<(String, Vec<ItemWritten>)>, WriteError> {
+        let store = self.store.as_ref().ok_or(WriteError::NoDatabase)?;
+        let _catalog = self.catalog_lock.lock().await;
+        store.upsert_items(&records).await?;
+        if records.iter().any(|r| r.active.is_some()) {
+            self.refresh_inactive().await;
+        }
+        let Some(model) = self.current() else {
+            return Ok(None);
+        };
+        let writes: Vec<ItemWrite> = records
+            .into_iter()
+            .map(|r| ItemWrite {
+                id: r.id,
+                title: r.title,
+                features: r.features,
+            })
+            .collect();
+        let version = model.meta().version.clone();
+        let written = tokio::task::spawn_blocking(move || model.upsert_items(&writes))
+            .await
+            .map_err(|e| WriteError::Task(e.to_string()))??;
+        Ok(Some((version, written)))
+    }
+
+    /// Deletes items from the catalog and from the serving model; per id, whether either had it.
+    /// A trained item the catalog has not seen (served from a file) is recorded as deleted, so
+    /// the other replicas and the next model learn of it.
+    pub async fn delete_items(&self, ids: &[String]) -> Result<Vec<bool>, WriteError> {
+        let store = self.store.as_ref().ok_or(WriteError::NoDatabase)?;
+        let _catalog = self.catalog_lock.lock().await;
+        let in_catalog = store.delete_items(ids).await?;
+        let model = self.current();
+        let served = model
+            .as_ref()
+            .map_or_else(|| vec![false; ids.len()], |m| m.delete_items(ids));
+        let mut found = Vec::with_capacity(ids.len());
+        for ((id, stored), served) in ids.iter().zip(in_catalog).zip(served) {
+            if served && !stored {
+                let entity = model
+                    .as_ref()
+                    .and_then(|m| m.meta().items.iter().find(|e| &e.id == id).cloned());
+                if let Some(entity) = entity {
+                    store.import_items(&[entity]).await?;
+                    store.delete_items(std::slice::from_ref(id)).await?;
+                }
+            }
+            found.push(stored || served);
+        }
+        Ok(found)
     }
 
     /// Re-measures the serving index's recall when slots were appended since the last measure,

@@ -914,4 +914,9 @@ impl RecallIndex for GraphIndex {
     fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError> {
         Ok(Arc::new(self.regrow(vectors)?))
     }
+
+    /// A tombstone: the node stays a waypoint, searches skip it (copied by [`GraphIndex::regrow`]).
+    fn remove(&self, item: u32) -> bool {
+        self.set_active(item, false).is_ok()
+    }
 }
