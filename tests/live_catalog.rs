@@ -52,13 +52,7 @@ async fn trained(dir: &Path, split: SplitSpec, db: &TestDb) -> (TrainJob, ModelA
 
 /// Settings of a replica following the registry at `url`.
 fn replica(url: &str) -> Settings {
-    let mut s = Settings::load(None).unwrap();
-    s.server.bind = "127.0.0.1:0".into();
-    s.server.model = "".into();
-    s.server.admin_token = TOKEN.into();
-    s.database.url = url.into();
-    s.database.poll_seconds = 0.1;
-    s
+    common::http::replica_settings(url, TOKEN)
 }
 
 /// Writes items through `POST /v1/items` in batches of 100.
@@ -558,6 +552,16 @@ async fn live_items_survive_a_restart_and_a_new_model() {
     assert!(!all.contains(&del));
 }
 
+/// The side features of the user's best item: an item written with them must be in their top k.
+async fn best_item_features(app: &TestApp, artifact: &ModelArtifact, user: &str) -> Vec<String> {
+    let top = ids(&app
+        .post("/v1/recall", &json!({"user_id": user, "k": 1}))
+        .await)[0]
+        .clone();
+    let item = artifact.meta.items.iter().find(|e| e.id == top).unwrap();
+    item.features[1..].to_vec()
+}
+
 /// How many items `app` serves that were written since training.
 async fn live_total(app: &TestApp) -> Value {
     app.get("/v1/items?live=true&limit=1").await.json()["total"].clone()
@@ -580,18 +584,7 @@ async fn converge(db: TestDb) {
         TestApp::spawn(replica(&db.url)).await,
     );
     let user = artifact.meta.users[0].id.clone();
-    let top = ids(&a
-        .post("/v1/recall", &json!({"user_id": user, "k": 1}))
-        .await)[0]
-        .clone();
-    let side = artifact
-        .meta
-        .items
-        .iter()
-        .find(|e| e.id == top)
-        .unwrap()
-        .features[1..]
-        .to_vec();
+    let side = best_item_features(&a, &artifact, &user).await;
     let put = send(&a, "PUT", "/v1/items/new-on-a", &json!({"features": side})).await;
     assert_eq!(put.status, 200);
     let started = Instant::now();
@@ -668,18 +661,7 @@ async fn written_items_become_visible_on_both_replicas() {
         TestApp::spawn(settings).await,
     );
     let user = artifact.meta.users[0].id.clone();
-    let top = ids(&a
-        .post("/v1/recall", &json!({"user_id": user, "k": 1}))
-        .await)[0]
-        .clone();
-    let side = artifact
-        .meta
-        .items
-        .iter()
-        .find(|e| e.id == top)
-        .unwrap()
-        .features[1..]
-        .to_vec();
+    let side = best_item_features(&a, &artifact, &user).await;
     let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
     for i in 0..puts {
         let item = format!("visible-{i}");

@@ -27,13 +27,7 @@ fn train(dir: &Path, seed: u64) -> ModelArtifact {
 
 /// Settings of a replica that follows the registry at `url`.
 fn replica(url: &str) -> Settings {
-    let mut s = Settings::load(None).unwrap();
-    s.server.bind = "127.0.0.1:0".into();
-    s.server.model = "".into();
-    s.server.admin_token = TOKEN.into();
-    s.database.url = url.into();
-    s.database.poll_seconds = 0.1;
-    s
+    common::http::replica_settings(url, TOKEN)
 }
 
 async fn version(app: &TestApp) -> String {

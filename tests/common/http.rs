@@ -68,6 +68,18 @@ pub fn test_settings(model: &Path, token: &str) -> Settings {
     s
 }
 
+/// Settings of a replica that follows the registry at `url` (polling every 0.1 s), with this
+/// admin token.
+pub fn replica_settings(url: &str, token: &str) -> Settings {
+    let mut s = Settings::load(None).unwrap();
+    s.server.bind = "127.0.0.1:0".into();
+    s.server.model = "".into();
+    s.server.admin_token = token.into();
+    s.database.url = url.into();
+    s.database.poll_seconds = 0.1;
+    s
+}
+
 impl TestApp {
     /// Starts the service and waits until it is ready.
     pub async fn spawn(settings: Settings) -> TestApp {
