@@ -547,7 +547,7 @@ impl GraphIndex {
         }
         let view = self.search_view();
         let builder = Builder {
-            view: View { ..view },
+            view: self.search_view(),
             locks: &self.locks,
             entry: &self.entry,
             ef_construction: self.params.insert_ef(),
