@@ -18,9 +18,11 @@ use crate::recall::{
 use crate::vectors::ItemVectors;
 
 mod browse;
+mod filter;
 mod live;
 mod live_items;
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
+pub use filter::{Allowed, Condition, ItemFilter, MatchValue};
 pub use live::{LiveModel, RefusedModel, SwapError, Swapped, WriteError};
 pub use live_items::{ItemWrite, ItemWritten, LiveCounts};
 
@@ -72,6 +74,8 @@ pub struct RecallQuery {
     pub exclude_items: Vec<String>,
     /// Search breadth for graph indexes.
     pub ef: Option<usize>,
+    /// Only items this filter allows.
+    pub filter: Option<ItemFilter>,
 }
 
 /// An item with its exact FM score. Borrows the id and title from the serving model: an answer is
@@ -203,6 +207,8 @@ pub struct ServingModel {
     searchable: arc_swap::ArcSwap<Searchable>,
     /// Items written while serving (`live_items.rs`).
     live: LiveItems,
+    /// Per feature, the slots that have it (`filter.rs`).
+    postings: filter::FeaturePostings,
     quality: Option<IndexQuality>,
     /// The load-time check's user queries, kept to re-measure the index after live writes.
     sample: Vec<Vec<f32>>,
@@ -246,6 +252,7 @@ impl ServingModel {
         let directions = unit_directions(&items);
         let directions = Arc::new(directions.with_capacity(items.capacity()));
         let item_json = ItemJson::render(&meta.items).map_err(ServeError::Render)?;
+        let postings = filter::FeaturePostings::new(&meta.items);
         Ok(ServingModel {
             item_json,
             user_index: index_of(meta.users.iter().map(|u| &u.id)),
@@ -259,6 +266,7 @@ impl ServingModel {
                 directions,
             }),
             live: LiveItems::default(),
+            postings,
             quality,
             sample,
             quality_now: arc_swap::ArcSwapOption::empty(),
@@ -441,10 +449,24 @@ impl ServingModel {
             merged = all;
             &merged
         };
-        let filter = if excluded.is_empty() {
-            Filter::All
-        } else {
-            Filter::Exclude(excluded)
+        let mut unknown = user.unknown;
+        let allowed = q.filter.as_ref().map(|f| {
+            let (allowed, missing) = self.allowed(f);
+            unknown.extend(missing);
+            match allowed {
+                filter::Allowed::Only(list) => {
+                    filter::Allowed::Only(filter::subtract(&list, excluded))
+                }
+                filter::Allowed::AllBut(not) => {
+                    filter::Allowed::AllBut(filter::union(excluded, &not))
+                }
+            }
+        });
+        let filter = match &allowed {
+            Some(filter::Allowed::Only(list)) => Filter::Only(list),
+            Some(filter::Allowed::AllBut(list)) => Filter::Exclude(list),
+            None if excluded.is_empty() => Filter::All,
+            None => Filter::Exclude(excluded),
         };
         let hits = self
             .searchable
@@ -456,7 +478,7 @@ impl ServingModel {
                 .into_iter()
                 .map(|h| self.scored(h.item, user.query.constant + h.score))
                 .collect(),
-            unknown_features: user.unknown,
+            unknown_features: unknown,
             cold_start: user.cold,
         })
     }

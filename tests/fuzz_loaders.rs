@@ -480,6 +480,7 @@ fn serve_if_it_loads(bytes: &[u8]) -> bool {
                 exclude_seen: true,
                 exclude_items: vec!["1".into()],
                 ef: None,
+                filter: None,
             };
             let _ = model.recall(&query);
             let _ = model.score(&query.user, &["0".to_string(), "1".to_string()]);

@@ -73,6 +73,7 @@ fn expected(dir: &Path, users: &[String]) -> (String, HashMap<String, Ranked>) {
                 exclude_seen: true,
                 exclude_items: Vec::new(),
                 ef: None,
+                filter: None,
             };
             let items = model.recall(&query).unwrap().items;
             let ranked = items

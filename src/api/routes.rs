@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::AppState;
 use crate::serving::{
-    LiveCounts, QualityNow, RecallQuery, Recalled, RefusedModel, ScoredItem, ServingModel, UserSpec,
+    Condition, ItemFilter, LiveCounts, MatchValue, QualityNow, RecallQuery, Recalled, RefusedModel,
+    ScoredItem, ServingModel, UserSpec,
 };
 
 fn default_k() -> usize {
@@ -54,6 +55,64 @@ pub struct RecallRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
+    /// Only items this filter allows (on their features and ids; at most 1,000 values in all).
+    /// Features or ids it names that no item has are listed in `unknown_features` and match
+    /// nothing.
+    #[serde(default)]
+    pub filter: Option<ItemFilter>,
+}
+
+/// Most values (features and ids) one filter may name.
+const MAX_FILTER_VALUES: usize = 1000;
+
+/// Checks a filter: at least one clause, every condition with at least one value, every value
+/// 1..=256 printable characters, at most [`MAX_FILTER_VALUES`] in all. `at` prefixes the field.
+fn check_filter(filter: &ItemFilter, at: &str) -> Result<(), ApiError> {
+    if filter.must.is_empty() && filter.should.is_empty() && filter.must_not.is_empty() {
+        return Err(ApiError::field(
+            format!("{at}filter"),
+            "give at least one of must, should, must_not",
+        ));
+    }
+    if filter.size() > MAX_FILTER_VALUES {
+        return Err(ApiError::field(
+            format!("{at}filter"),
+            format!(
+                "at most {MAX_FILTER_VALUES} values in all, got {}",
+                filter.size()
+            ),
+        ));
+    }
+    let bad = |s: &str| s.is_empty() || s.len() > 256 || s.chars().any(char::is_control);
+    for (place, condition) in filter.conditions() {
+        let field = format!("{at}filter.{place}");
+        let (key, values): (Option<&str>, Vec<&str>) = match condition {
+            Condition::Match { key, matches } => (
+                Some(key),
+                match matches {
+                    MatchValue::Value(v) => vec![v.as_str()],
+                    MatchValue::Any(vs) => vs.iter().map(String::as_str).collect(),
+                },
+            ),
+            Condition::HasId { has_id } => (None, has_id.iter().map(String::as_str).collect()),
+        };
+        if key.is_some_and(|k| bad(k) || k.contains(':')) {
+            return Err(ApiError::field(
+                format!("{field}.key"),
+                "a feature name: 1..=256 printable characters, no colon",
+            ));
+        }
+        if values.is_empty() {
+            return Err(ApiError::field(field, "give at least one value"));
+        }
+        if values.iter().any(|v| bad(v)) {
+            return Err(ApiError::field(
+                field,
+                "every value must be 1..=256 printable characters",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A recall answer. Fields spelled out rather than `#[serde(flatten)]`ed from [`Recalled`]: flatten
@@ -272,6 +331,9 @@ impl RecallRequest {
                 "give a user_id or a list of features",
             ));
         }
+        if let Some(filter) = &self.filter {
+            check_filter(filter, at)?;
+        }
         Ok(RecallQuery {
             user: UserSpec {
                 id: self.user_id,
@@ -281,6 +343,7 @@ impl RecallRequest {
             exclude_seen: self.exclude_seen,
             exclude_items: self.exclude_items,
             ef: self.ef,
+            filter: self.filter,
         })
     }
 }

@@ -317,7 +317,15 @@ impl ServingModel {
                 Change::Same
             } else {
                 let (idx, val): (Vec<u32>, Vec<f32>) = row.into_iter().unzip();
-                Change::Slot(entity, item_vector(&self.artifact.model, (&idx, &val)))
+                let vector = item_vector(&self.artifact.model, (&idx, &val));
+                // A non-finite row would be refused by the index after it was appended, and
+                // every later row with it (rows are linked in order): never append one.
+                if vector.iter().all(|x| x.is_finite()) {
+                    Change::Slot(entity, vector)
+                } else {
+                    tracing::warn!(item = %entity.id, "the item's vector is not finite; not recalled");
+                    Change::Unservable
+                }
             };
             answers.push(ItemWritten {
                 item_id: w.id.clone(),
@@ -401,6 +409,7 @@ impl ServingModel {
                         let slot = first + rows.len() as u32;
                         let json = json_prefix(&entity.id, entity.title.as_deref())
                             .map_err(ServeError::Render)?;
+                        self.postings.add(slot, &entity.features);
                         // The entry exists before its row is published, so any slot a search
                         // can return has one.
                         let at = self.live.entries.push(LiveEntry {
