@@ -419,6 +419,11 @@ async fn items_are_created_changed_deleted_and_validated_over_http() {
             .status,
         404
     );
+    let patch = send(&app, "PATCH", "/v1/items/fresh-1", &json!({"active": true})).await;
+    assert_eq!(
+        patch.status, 404,
+        "a deleted item cannot be switched back on"
+    );
     assert_eq!(
         app.request("DELETE", "/v1/items/never-was", None, &AUTH)
             .await

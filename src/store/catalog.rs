@@ -211,14 +211,16 @@ impl Store {
         Ok(ds)
     }
 
-    /// Sets an item's active flag; false when the item is not in the catalog.
+    /// Sets an item's active flag; false when the item is not in the catalog (or deleted).
     pub async fn set_item_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE items SET active = $1, updated_at = $2 WHERE id = $3")
-            .bind(i64::from(active))
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE items SET active = $1, updated_at = $2 WHERE id = $3 AND deleted = 0",
+        )
+        .bind(i64::from(active))
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
