@@ -332,8 +332,8 @@ fn persist_note(graph: &GraphIndex, vectors: &Arc<ItemVectors>) -> String {
 /// The hnswlib baseline script, embedded so the bench runs from any directory.
 const HNSWLIB_SCRIPT: &str = include_str!("../../benches/hnswlib_baseline.py");
 
-/// Runs `benches/hnswlib_baseline.py` on the same vectors, queries and exact top-k (passed through
-/// a temporary little-endian file); `Err` says why the column is skipped.
+/// Runs `benches/hnswlib_baseline.py` on the same vectors, queries and exact top-k; `Err` says
+/// why the column is skipped.
 fn hnswlib_rows(
     vectors: &ItemVectors,
     queries: &[Vec<f32>],
@@ -342,6 +342,42 @@ fn hnswlib_rows(
     efs: &[usize],
     threads: usize,
 ) -> Result<Vec<BenchRow>, String> {
+    let k = truth.first().map_or(10, Vec::len);
+    let head = [
+        vectors.len(),
+        queries.len(),
+        vectors.dim(),
+        threads,
+        params.m,
+        params.ef_construction,
+        k,
+        efs.len(),
+    ];
+    let header: Vec<usize> = head.iter().chain(efs).copied().collect();
+    let out = run_hnswlib_script(
+        ("hnswlib_baseline.py", HNSWLIB_SCRIPT),
+        &header,
+        vectors.as_slice(),
+        queries,
+        (truth, k),
+    )?;
+    out.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<BenchRow>(l).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Runs an hnswlib script (`name`, `text`) with `$FMRECALL_PYTHON` (default `python3`) on one
+/// little-endian input file: the u32 `header`, the f32 `rows` then `queries`, then each query's
+/// first `k` true ids (u32::MAX where fewer); returns its standard output. `Err` says why not
+/// (no interpreter, no hnswlib, the script failed). NumPy runs on one thread, like our queries.
+pub(crate) fn run_hnswlib_script(
+    (name, text): (&str, &str),
+    header: &[usize],
+    rows: &[f32],
+    queries: &[Vec<f32>],
+    (truth, k): (&[Vec<u32>], usize),
+) -> Result<String, String> {
     use std::process::Command;
     let python = std::env::var("FMRECALL_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
@@ -355,25 +391,14 @@ fn hnswlib_rows(
     }
     let dir = std::env::temp_dir().join(format!("fmrecall-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let k = truth.first().map_or(10, Vec::len);
     let result = (|| {
-        let script = dir.join("hnswlib_baseline.py");
-        std::fs::write(&script, HNSWLIB_SCRIPT).map_err(|e| e.to_string())?;
+        let script = dir.join(name);
+        std::fs::write(&script, text).map_err(|e| e.to_string())?;
         let mut buf: Vec<u8> = Vec::new();
-        let head = [
-            vectors.len(),
-            queries.len(),
-            vectors.dim(),
-            threads,
-            params.m,
-            params.ef_construction,
-            k,
-            efs.len(),
-        ];
-        for v in head.iter().chain(efs) {
+        for v in header {
             buf.extend_from_slice(&(*v as u32).to_le_bytes());
         }
-        for x in vectors.as_slice().iter().chain(queries.iter().flatten()) {
+        for x in rows.iter().chain(queries.iter().flatten()) {
             buf.extend_from_slice(&x.to_le_bytes());
         }
         for t in truth {
@@ -386,7 +411,6 @@ fn hnswlib_rows(
         std::fs::write(&input, &buf).map_err(|e| e.to_string())?;
         drop(buf);
         let out = Command::new(&python)
-            // NumPy's brute-force row is one thread, like every other row's queries.
             .env("OPENBLAS_NUM_THREADS", "1")
             .env("OMP_NUM_THREADS", "1")
             .arg(&script)
@@ -399,11 +423,7 @@ fn hnswlib_rows(
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str::<BenchRow>(l).map_err(|e| e.to_string()))
-            .collect()
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

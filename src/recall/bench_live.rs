@@ -245,78 +245,37 @@ fn hnswlib_row(
     built: usize,
     spec: &LiveSpec,
 ) -> Result<LiveRow, String> {
-    use std::process::Command;
-    let python = std::env::var("FMRECALL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Command::new(&python)
-        .args(["-c", "import hnswlib, numpy"])
-        .output()
-        .map_err(|e| format!("{python} not runnable ({e})"))?;
-    if !probe.status.success() {
-        return Err(format!(
-            "`import hnswlib, numpy` fails in {python} (set FMRECALL_PYTHON to a venv with hnswlib==0.8.0)"
-        ));
-    }
-    let dir = std::env::temp_dir().join(format!("fmrecall-bench-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let result = (|| {
-        let script = dir.join("hnswlib_live.py");
-        std::fs::write(&script, HNSWLIB_LIVE_SCRIPT).map_err(|e| e.to_string())?;
-        let build_threads = if spec.params.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |t| t.get())
-        } else {
-            spec.params.threads
-        };
-        let mut buf: Vec<u8> = Vec::new();
-        let head = [
-            all.len(),
-            built,
-            queries.len(),
-            all.dim(),
-            build_threads,
-            spec.insert_threads,
-            spec.query_threads,
-            spec.params.m,
-            spec.params.ef_construction,
-            spec.ef,
-            spec.batch,
-            spec.recall_efs.len(),
-        ];
-        for v in head.iter().chain(&spec.recall_efs) {
-            buf.extend_from_slice(&(*v as u32).to_le_bytes());
-        }
-        for x in all.as_slice().iter().chain(queries.iter().flatten()) {
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        for t in truth {
-            for i in 0..10 {
-                let id = t.get(i).copied().unwrap_or(u32::MAX);
-                buf.extend_from_slice(&id.to_le_bytes());
-            }
-        }
-        let input = dir.join("input.bin");
-        std::fs::write(&input, &buf).map_err(|e| e.to_string())?;
-        drop(buf);
-        let out = Command::new(&python)
-            .env("OPENBLAS_NUM_THREADS", "1")
-            .env("OMP_NUM_THREADS", "1")
-            .arg(&script)
-            .arg(&input)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "hnswlib script failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rfind(|l| l.starts_with('{'))
-            .ok_or_else(|| "no row printed".to_string())
-            .and_then(|l| serde_json::from_str::<LiveRow>(l).map_err(|e| e.to_string()))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let build_threads = if spec.params.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |t| t.get())
+    } else {
+        spec.params.threads
+    };
+    let head = [
+        all.len(),
+        built,
+        queries.len(),
+        all.dim(),
+        build_threads,
+        spec.insert_threads,
+        spec.query_threads,
+        spec.params.m,
+        spec.params.ef_construction,
+        spec.ef,
+        spec.batch,
+        spec.recall_efs.len(),
+    ];
+    let header: Vec<usize> = head.iter().chain(&spec.recall_efs).copied().collect();
+    let out = super::bench::run_hnswlib_script(
+        ("hnswlib_live.py", HNSWLIB_LIVE_SCRIPT),
+        &header,
+        all.as_slice(),
+        queries,
+        (truth, 10),
+    )?;
+    out.lines()
+        .rfind(|l| l.starts_with('{'))
+        .ok_or_else(|| "no row printed".to_string())
+        .and_then(|l| serde_json::from_str::<LiveRow>(l).map_err(|e| e.to_string()))
 }
 
 /// The rows as a Markdown table.
