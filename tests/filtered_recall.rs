@@ -10,7 +10,6 @@ use common::db::TestDb;
 use common::http::TestApp;
 use fmrecall::data::{FeatureSet, SplitSpec};
 use fmrecall::fm::ModelArtifact;
-use fmrecall::store::Store;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "admin-token";
@@ -20,14 +19,7 @@ async fn serve(dir: &std::path::Path, db: &TestDb) -> (TestApp, ModelArtifact) {
     let mut job = common::synthetic_job(dir, 5, FeatureSet::Hybrid);
     job.source.split = SplitSpec::Random(0.2);
     fmrecall::pipeline::run_train(&job, &mut |_| {}).unwrap();
-    let artifact = ModelArtifact::load(dir).unwrap();
-    let store = Store::open(&db.url).await.unwrap();
-    let id = store
-        .register_model(&artifact.meta, &dir.join("model.fmr"))
-        .await
-        .unwrap()
-        .id;
-    store.activate(id, "test").await.unwrap();
+    let artifact = common::register_active(&db.url, dir).await;
     let app = TestApp::spawn(common::http::replica_settings(&db.url, TOKEN)).await;
     (app, artifact)
 }

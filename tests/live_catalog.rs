@@ -14,7 +14,6 @@ use fmrecall::config::Settings;
 use fmrecall::data::{DataSource, Dataset, FeatureSet, Format, Part, SplitSpec};
 use fmrecall::fm::ModelArtifact;
 use fmrecall::pipeline::TrainJob;
-use fmrecall::store::Store;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "admin-token";
@@ -39,14 +38,7 @@ async fn trained(dir: &Path, split: SplitSpec, db: &TestDb) -> (TrainJob, ModelA
     let mut job = common::synthetic_job(dir, 5, FeatureSet::Hybrid);
     job.source.split = split;
     fmrecall::pipeline::run_train(&job, &mut |_| {}).unwrap();
-    let artifact = ModelArtifact::load(dir).unwrap();
-    let store = Store::open(&db.url).await.unwrap();
-    let id = store
-        .register_model(&artifact.meta, &dir.join("model.fmr"))
-        .await
-        .unwrap()
-        .id;
-    store.activate(id, "test").await.unwrap();
+    let artifact = common::register_active(&db.url, dir).await;
     (job, artifact)
 }
 
@@ -267,14 +259,7 @@ async fn movielens_held_out_items_written_over_http_match_the_offline_figures() 
         seed: 42,
         ..job.source
     };
-    let artifact = ModelArtifact::load(dir.path()).unwrap();
-    let store = Store::open(&db.url).await.unwrap();
-    let id = store
-        .register_model(&artifact.meta, &dir.path().join("model.fmr"))
-        .await
-        .unwrap()
-        .id;
-    store.activate(id, "test").await.unwrap();
+    common::register_active(&db.url, dir.path()).await;
     let figures = cold_items_through_the_api(&job, &db).await;
     println!(
         "| ranking | users | figures from | P@10 | R@10 | NDCG@10 |\n|---|---|---|---|---|---|"

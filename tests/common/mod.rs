@@ -81,6 +81,19 @@ pub fn synthetic_job(out: &Path, epochs: usize, features: FeatureSet) -> TrainJo
 
 /// A fresh, empty database of each backend: SQLite in a temporary folder, and PostgreSQL (a new
 /// database on the local server, dropped by [`TestDb::drop_pg`]).
+/// Registers the artifact in `dir` in the registry at `db_url` and activates it.
+pub async fn register_active(db_url: &str, dir: &Path) -> fmrecall::fm::ModelArtifact {
+    let artifact = fmrecall::fm::ModelArtifact::load(dir).unwrap();
+    let store = fmrecall::store::Store::open(db_url).await.unwrap();
+    let id = store
+        .register_model(&artifact.meta, &dir.join("model.fmr"))
+        .await
+        .unwrap()
+        .id;
+    store.activate(id, "test").await.unwrap();
+    artifact
+}
+
 pub mod db {
     use std::sync::atomic::{AtomicU32, Ordering};
 
