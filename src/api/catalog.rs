@@ -184,7 +184,6 @@ fn check_item(
 
 /// Stores items and writes them into the serving model (see [`crate::serving::LiveModel::write_items`]).
 async fn write_items(state: &AppState, records: Vec<ItemRecord>) -> Result<ItemsStored, ApiError> {
-    store(state)?;
     Ok(match state.live.write_items(records).await? {
         Some((version, items)) => ItemsStored {
             items,
@@ -280,7 +279,6 @@ pub async fn delete_item(
     Path(item_id): Path<String>,
 ) -> Result<Json<ItemDeleted>, ApiError> {
     check_id("item_id", &item_id)?;
-    store(&state)?;
     if !state
         .live
         .delete_items(std::slice::from_ref(&item_id))

@@ -389,6 +389,11 @@ impl ServingModel {
     }
 
     fn apply_plans(&self, plans: Vec<(String, Option<u32>, Change)>) -> Result<(), ServeError> {
+        // A replay of rows already served (every poll re-reads a window of the change log)
+        // changes nothing: no exclusion lists to rebuild.
+        if plans.iter().all(|(_, _, c)| matches!(c, Change::Same)) {
+            return Ok(());
+        }
         let (first, index) = {
             let searchable = self.searchable.load();
             (searchable.items.len() as u32, searchable.index.clone())
