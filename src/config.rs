@@ -225,6 +225,12 @@ impl Settings {
                 "must be in [0, 1] (0: use index.hnsw.ef_search)",
             );
         }
+        if !(0.0..=1.0).contains(&self.index.target_filtered_recall) {
+            return bad(
+                "index.target_filtered_recall",
+                "must be in [0, 1] (0: the unfiltered breadth)",
+            );
+        }
         Ok(self)
     }
 }

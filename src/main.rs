@@ -41,6 +41,9 @@ enum Command {
     /// Benchmark the recall indexes (exact, our graph with and without the norm walk, hnswlib,
     /// hnsw_rs): build time, recall@k against exact search, queries/s, memory.
     BenchIndex(BenchIndexArgs),
+    /// Benchmark filtered recall at several selectivities, random and correlated with the query:
+    /// the graph as served against an exact scan of the allowed items and hnswlib's `filter=`.
+    BenchFilter(BenchFilterArgs),
     /// Benchmark live inserts into our graph while queries run (inserts/s, queries/s with and
     /// without inserts, recall@10 against a fresh build), with hnswlib's add_items as the anchor.
     BenchLive(BenchLiveArgs),
@@ -150,6 +153,51 @@ struct BenchIndexArgs {
         default_value = "exact,graph,hnswlib,hnsw-rs"
     )]
     indexes: Vec<bench::BenchIndex>,
+}
+
+#[derive(Args)]
+struct BenchFilterArgs {
+    /// Number of synthetic item vectors.
+    #[arg(long, default_value_t = 1_000_000)]
+    items: usize,
+    /// Dimension of the synthetic vectors.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Queries of the random-filter rows (the first `--correlated-queries` of them also run the
+    /// correlated rows).
+    #[arg(long, default_value_t = 500)]
+    queries: usize,
+    /// Queries of the correlated rows (each has its own filter).
+    #[arg(long, default_value_t = 100)]
+    correlated_queries: usize,
+    /// Clusters in the synthetic vectors.
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// Use this model's item vectors and its users' queries instead of synthetic vectors.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Shares of the items the filters allow.
+    #[arg(long, value_delimiter = ',', default_value = "0.001,0.01,0.1,0.5,0.9")]
+    selectivities: Vec<f64>,
+    /// hnswlib's breadths, tried from the smallest until it reaches `--target`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,32,64,128,256,512,1024"
+    )]
+    hnswlib_ef: Vec<usize>,
+    /// The recall@k asked of every row.
+    #[arg(long, default_value_t = 0.99)]
+    target: f64,
+    /// Recall depth.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Seed of the synthetic vectors and the random filters.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print the rows as a JSON array on the last line of stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -527,6 +575,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
         Command::Models(cmd) => models(cmd, &settings),
         Command::BenchIndex(a) => bench_index(&a),
         Command::BenchLive(a) => bench_live(&a),
+        Command::BenchFilter(a) => bench_filter(&a, &settings),
     }
 }
 
@@ -736,6 +785,40 @@ fn bench_index(a: &BenchIndexArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("{note}");
     }
     print!("{}", bench::table(&report.rows, a.k));
+    if a.json {
+        println!("{}", serde_json::to_string(&report.rows)?);
+    }
+    Ok(())
+}
+
+/// `fmrecall bench-filter`: filtered recall and queries/s of the served graph, an exact scan and
+/// hnswlib, at each selectivity; the graph is built with the configured `[index]` settings.
+fn bench_filter(
+    a: &BenchFilterArgs,
+    settings: &Settings,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use fmrecall::recall::bench_filter;
+    if let Some(bad) = a.selectivities.iter().find(|s| !(0.0..=1.0).contains(*s)) {
+        return Err(format!("--selectivities: {bad} is not a share between 0 and 1").into());
+    }
+    let (vectors, queries) = match &a.model {
+        Some(dir) => bench::from_model(dir, a.queries)?,
+        None => bench::clustered(a.items, a.queries, a.dim, a.clusters, a.seed),
+    };
+    let spec = bench_filter::FilterSpec {
+        selectivities: a.selectivities.clone(),
+        k: a.k,
+        correlated_queries: a.correlated_queries,
+        hnswlib_efs: a.hnswlib_ef.clone(),
+        target: a.target,
+        settings: settings.index.clone(),
+        seed: a.seed,
+    };
+    let report = bench_filter::run(std::sync::Arc::new(vectors), &queries, &spec)?;
+    for note in &report.notes {
+        println!("{note}");
+    }
+    print!("{}", bench_filter::table(&report.rows, a.k));
     if a.json {
         println!("{}", serde_json::to_string(&report.rows)?);
     }

@@ -451,20 +451,12 @@ impl ServingModel {
         };
         let mut unknown = user.unknown;
         let allowed = q.filter.as_ref().map(|f| {
-            let (allowed, missing) = self.allowed(f);
+            let (allowed, missing) = self.allowed_except(f, excluded);
             unknown.extend(missing);
-            match allowed {
-                filter::Allowed::Only(list) => {
-                    filter::Allowed::Only(filter::subtract(&list, excluded))
-                }
-                filter::Allowed::AllBut(not) => {
-                    filter::Allowed::AllBut(filter::union(excluded, &not))
-                }
-            }
+            allowed
         });
         let filter = match &allowed {
-            Some(filter::Allowed::Only(list)) => Filter::Only(list),
-            Some(filter::Allowed::AllBut(list)) => Filter::Exclude(list),
+            Some(allowed) => allowed.as_filter(),
             None if excluded.is_empty() => Filter::All,
             None => Filter::Exclude(excluded),
         };
@@ -503,8 +495,14 @@ impl ServingModel {
         Ok((out, user.unknown))
     }
 
-    /// The k items whose factor vectors are closest in cosine to this item's (itself left out).
-    pub fn similar(&self, item_id: &str, k: usize) -> Result<Vec<ScoredItem<'_>>, ServeError> {
+    /// The k items whose factor vectors are closest in cosine to this item's (itself and inactive
+    /// items left out), among those `filter` allows; with the filter's unknown features and ids.
+    pub fn similar(
+        &self,
+        item_id: &str,
+        k: usize,
+        filter: Option<&ItemFilter>,
+    ) -> Result<(Vec<ScoredItem<'_>>, Vec<String>), ServeError> {
         let i = self
             .slot_of(item_id)
             .ok_or_else(|| ServeError::UnknownItem(item_id.to_string()))?;
@@ -514,11 +512,16 @@ impl ServingModel {
         excluded.push(i);
         excluded.sort_unstable();
         excluded.dedup();
-        let hits = directions.search(&query, k, None, Filter::Exclude(&excluded))?;
-        Ok(hits
+        let (allowed, unknown) = match filter {
+            Some(f) => self.allowed_except(f, &excluded),
+            None => (filter::Allowed::AllBut(excluded), Vec::new()),
+        };
+        let hits = directions.search(&query, k, None, allowed.as_filter())?;
+        let items = hits
             .into_iter()
             .map(|h| self.scored(h.item, h.score))
-            .collect())
+            .collect();
+        Ok((items, unknown))
     }
 }
 

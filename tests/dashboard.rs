@@ -323,7 +323,7 @@ async fn users_items_and_features_are_browsable_without_a_token() {
                 .iter()
                 .filter(|u| u.features.iter().any(|f| f == feature))
                 .count();
-            assert_eq!(v["users"], users, "{feature}");
+            assert_eq!(v["count"], users, "{feature}");
             assert!(meta.vocabulary.get(feature).is_some());
         }
     }

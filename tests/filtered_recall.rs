@@ -1,6 +1,6 @@
-//! Recall under a filter on item features and ids (`must`, `should`, `must_not`): the answer is
-//! brute force over the allowed items, items written live included; bad filters are a 400 naming
-//! the field.
+//! Recall and similar items under a filter on item features and ids (`must`, `should`,
+//! `must_not`): the answer is brute force over the allowed items, items written live included; bad
+//! filters are a 400 naming the field; the plans searches took are in `/v1/model` and `/metrics`.
 
 mod common;
 
@@ -224,6 +224,18 @@ async fn bad_filters_are_a_400_naming_the_field() {
             (400, json!(field)),
             "{filter}"
         );
+        let item = &artifact.meta.items[0].id;
+        let similar = app
+            .post(
+                &format!("/v1/items/{item}/similar"),
+                &json!({"filter": filter}),
+            )
+            .await;
+        assert_eq!(
+            (similar.status, similar.json()["error"]["field"].clone()),
+            (400, json!(field)),
+            "similar: {filter}"
+        );
     }
     let batch = app
         .post(
@@ -240,4 +252,100 @@ async fn bad_filters_are_a_400_naming_the_field() {
         )
         .await;
     assert_eq!(malformed.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_items_under_a_filter_are_the_filtered_unfiltered_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let (app, artifact) = serve(dir.path(), &db).await;
+    let item = artifact.meta.items[3].id.clone();
+    let path = format!("/v1/items/{item}/similar");
+    let has_g1 = |id: &str| {
+        artifact
+            .meta
+            .items
+            .iter()
+            .any(|e| e.id == id && e.features.iter().any(|f| f == "genre:g1"))
+    };
+    // Every item ranked unfiltered, then only the g1 ones: the filtered answer is that prefix.
+    let everything = app
+        .get(&format!("{path}?k={}", artifact.meta.items.len()))
+        .await
+        .json();
+    let want: Vec<(String, f64)> = items(&everything)
+        .into_iter()
+        .filter(|(id, _)| has_g1(id))
+        .take(7)
+        .collect();
+    assert_eq!(want.len(), 7);
+    let filter = json!({"must": [{"key": "genre", "match": {"value": "g1"}}]});
+    let answer = app.post(&path, &json!({"k": 7, "filter": filter})).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let got = items(&answer.json());
+    assert_eq!(got.len(), want.len());
+    for ((gi, gs), (wi, ws)) in got.iter().zip(&want) {
+        assert!(has_g1(gi), "{gi} is not g1");
+        assert!((gs - ws).abs() < 1e-5, "{gi} {gs} vs {wi} {ws}");
+    }
+    // A POST without a filter is the GET; unknown features are reported and match nothing.
+    let plain = app.post(&path, &json!({"k": 5})).await.json();
+    let get = app.get(&format!("{path}?k=5")).await.json();
+    assert_eq!(plain["items"], get["items"]);
+    let unknown = app
+        .post(
+            &path,
+            &json!({"filter": {"must": [{"key": "genre", "match": {"value": "nope"}}]}}),
+        )
+        .await
+        .json();
+    assert_eq!(unknown["items"], json!([]));
+    assert_eq!(unknown["unknown_features"], json!(["genre:nope"]));
+    assert_eq!(
+        app.post("/v1/items/no-such-item/similar", &json!({}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(app.post(&path, &json!({"k": 0})).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plans_searches_took_are_in_the_model_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let mut job = common::synthetic_job(dir.path(), 5, FeatureSet::Hybrid);
+    job.source.split = SplitSpec::Random(0.2);
+    fmrecall::pipeline::run_train(&job, &mut |_| {}).unwrap();
+    let artifact = common::register_active(&db.url, dir.path()).await;
+    // Our graph even for this small catalog (auto would pick exact search below 10,000 items).
+    let mut settings = common::http::replica_settings(&db.url, TOKEN);
+    settings.index.kind = fmrecall::recall::IndexKind::Graph;
+    let app = TestApp::spawn(settings).await;
+    let user = artifact.meta.users[0].id.clone();
+    let filter = json!({"must": [{"key": "genre", "match": {"value": "g1"}}]});
+    for _ in 0..3 {
+        let a = app
+            .post("/v1/recall", &json!({"user_id": user, "filter": filter}))
+            .await;
+        assert_eq!(a.status, 200);
+    }
+    let model = app.get("/v1/model").await.json();
+    let index = &model["index"];
+    assert_eq!(index["kind"], "graph");
+    // A small catalog: a g1 filter allows a few dozen items, which the planner scans exactly.
+    let plans = &index["params"]["plans"];
+    assert!(plans["exact_scan"].as_u64().unwrap() >= 3, "{plans}");
+    let metrics = String::from_utf8(app.get("/metrics").await.body).unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("fmrecall_index_searches_total{plan=\"exact_scan\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 3, "{line}");
 }

@@ -487,7 +487,7 @@ fn serve_if_it_loads(bytes: &[u8]) -> bool {
         }
     }
     for item in artifact.meta.items.iter().take(3) {
-        let _ = model.similar(&item.id, 3);
+        let _ = model.similar(&item.id, 3, None);
     }
     let _ = model.find_items("1", 0, 5, false);
     let _ = model.user_feature_groups();

@@ -77,6 +77,9 @@ pub struct FeaturesResponse {
     /// Side features of known users, grouped by name; empty for an ids-only model (then a new user
     /// cannot be described to it).
     pub user_features: Vec<FeatureGroup>,
+    /// Side features of the trained items, grouped by name: what a recall `filter` matches on
+    /// (`{"key": name, "match": {"value": …}}`).
+    pub item_features: Vec<FeatureGroup>,
 }
 
 /// `?limit=` of the user route.
@@ -157,7 +160,7 @@ pub async fn history(State(state): State<AppState>) -> Result<Json<HistoryRespon
 }
 
 /// The side features a new (cold-start) user can be described with, and how many known users have
-/// each.
+/// each; the item side features a recall filter can match, and how many trained items have each.
 #[utoipa::path(get, path = "/v1/model/features", tag = "model",
     responses((status = 200, body = FeaturesResponse), (status = 503, body = ErrorBody)))]
 pub async fn features(State(state): State<AppState>) -> Result<Json<FeaturesResponse>, ApiError> {
@@ -167,6 +170,7 @@ pub async fn features(State(state): State<AppState>) -> Result<Json<FeaturesResp
             Ok(FeaturesResponse {
                 model_version: m.meta().version.clone(),
                 user_features: m.user_feature_groups(),
+                item_features: m.item_feature_groups(),
             })
         })
         .await?;

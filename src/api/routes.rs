@@ -239,6 +239,22 @@ pub struct SimilarResponse<'a> {
     pub item_id: String,
     /// Items by cosine similarity of their factor vectors (score = cosine).
     pub items: Vec<ScoredItem<'a>>,
+    /// Features and ids the filter names that no item has (they match nothing).
+    pub unknown_features: Vec<String>,
+}
+
+/// `POST /v1/items/{item_id}/similar`: similar items under a filter.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"k": 5, "filter": {"must": [{"key": "genre", "match": {"value": "g1"}}]}}))]
+pub struct SimilarRequest {
+    /// How many items (1..=max_k, default 10).
+    #[serde(default = "default_k")]
+    #[schema(minimum = 1)]
+    pub k: usize,
+    /// Only items this filter allows (the shape of `/v1/recall`'s `filter`).
+    #[serde(default)]
+    pub filter: Option<ItemFilter>,
 }
 
 /// The serving model, described.
@@ -476,7 +492,33 @@ pub async fn similar(
     params: Result<Query<SimilarParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::field("k", e.body_text()))?;
-    let k = params.k.unwrap_or(10);
+    similar_items(state, item_id, params.k.unwrap_or(10), None).await
+}
+
+/// Items similar to an item among those a filter allows (cosine of factor vectors).
+#[utoipa::path(post, path = "/v1/items/{item_id}/similar", tag = "recall",
+    params(("item_id" = String, Path, description = "Item id")),
+    request_body = SimilarRequest,
+    responses((status = 200, body = SimilarResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn similar_filtered(
+    State(state): State<AppState>,
+    Path(item_id): Path<String>,
+    ApiJson(req): ApiJson<SimilarRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(filter) = &req.filter {
+        check_filter(filter, "")?;
+    }
+    similar_items(state, item_id, req.k, req.filter).await
+}
+
+/// The similar-items answer shared by both methods.
+async fn similar_items(
+    state: AppState,
+    item_id: String,
+    k: usize,
+    filter: Option<ItemFilter>,
+) -> Result<Response, ApiError> {
     let max = state.settings.max_k;
     if k == 0 || k > max {
         return Err(ApiError::field(
@@ -487,13 +529,14 @@ pub async fn similar(
     let model = state.serving()?;
     state
         .compute(move || {
-            let items = model.similar(&item_id, k)?;
+            let (items, unknown_features) = model.similar(&item_id, k, filter.as_ref())?;
             let count = items.len();
             json_response(
                 &SimilarResponse {
                     model_version: &model.meta().version,
                     item_id,
                     items,
+                    unknown_features,
                 },
                 count,
             )
@@ -507,7 +550,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(recall))
         .routes(routes!(recall_batch))
         .routes(routes!(score))
-        .routes(routes!(similar))
+        .routes(routes!(similar, similar_filtered))
         .routes(routes!(model))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

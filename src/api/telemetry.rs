@@ -54,7 +54,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything recorded, plus the serving model's gauges.
-    pub fn render(&self, model: Option<(&str, usize)>) -> String {
+    pub fn render(&self, model: Option<&ModelGauges<'_>>) -> String {
         let mut out = String::new();
         out.push_str("# HELP fmrecall_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE fmrecall_requests_total counter\n");
@@ -106,12 +106,30 @@ impl Metrics {
         out.push_str("# TYPE fmrecall_model_info gauge\n");
         out.push_str("# HELP fmrecall_index_items Items in the serving index.\n");
         out.push_str("# TYPE fmrecall_index_items gauge\n");
-        if let Some((version, items)) = model {
-            let _ = writeln!(out, "fmrecall_model_info{{version=\"{version}\"}} 1");
-            let _ = writeln!(out, "fmrecall_index_items {items}");
+        if let Some(m) = model {
+            let _ = writeln!(out, "fmrecall_model_info{{version=\"{}\"}} 1", m.version);
+            let _ = writeln!(out, "fmrecall_index_items {}", m.items);
+        }
+        out.push_str(
+            "# HELP fmrecall_index_searches_total Searches of the serving index by plan (graph, \
+             filtered_graph, exact_scan, graph_then_exact; our graph only), since it was loaded.\n",
+        );
+        out.push_str("# TYPE fmrecall_index_searches_total counter\n");
+        for (plan, n) in model.map_or(&[][..], |m| &m.plans[..]) {
+            let _ = writeln!(out, "fmrecall_index_searches_total{{plan=\"{plan}\"}} {n}");
         }
         out
     }
+}
+
+/// What `/metrics` shows of the serving model.
+pub struct ModelGauges<'a> {
+    /// Model version.
+    pub version: &'a str,
+    /// Slots in its index.
+    pub items: usize,
+    /// Searches per plan (`index.params.plans`).
+    pub plans: Vec<(String, u64)>,
 }
 
 /// A client's request id if it is short and printable, else a fresh one.
@@ -169,10 +187,23 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 /// `GET /metrics` body.
 pub fn metrics_response(state: &AppState) -> Response {
     let model = state.live.current();
-    let gauges = model
-        .as_ref()
-        .map(|m| (m.meta().version.as_str(), m.item_count()));
-    let body = state.metrics.render(gauges);
+    let gauges = model.as_ref().map(|m| {
+        let info = m.index_info();
+        let plans = info.params["plans"]
+            .as_object()
+            .map(|p| {
+                p.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ModelGauges {
+            version: &m.meta().version,
+            items: m.item_count(),
+            plans,
+        }
+    });
+    let body = state.metrics.render(gauges.as_ref());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -360,6 +360,7 @@ fn hnswlib_rows(
         vectors.as_slice(),
         queries,
         (truth, k),
+        &[],
     )?;
     out.lines()
         .filter(|l| l.starts_with('{'))
@@ -369,7 +370,7 @@ fn hnswlib_rows(
 
 /// Runs an hnswlib script (`name`, `text`) with `$FMRECALL_PYTHON` (default `python3`) on one
 /// little-endian input file: the u32 `header`, the f32 `rows` then `queries`, then each query's
-/// first `k` true ids (u32::MAX where fewer); returns its standard output. `Err` says why not
+/// first `k` true ids (u32::MAX where fewer), then `tail`; returns its standard output. `Err` says why not
 /// (no interpreter, no hnswlib, the script failed). NumPy runs on one thread, like our queries.
 pub(crate) fn run_hnswlib_script(
     (name, text): (&str, &str),
@@ -377,6 +378,7 @@ pub(crate) fn run_hnswlib_script(
     rows: &[f32],
     queries: &[Vec<f32>],
     (truth, k): (&[Vec<u32>], usize),
+    tail: &[u8],
 ) -> Result<String, String> {
     use std::process::Command;
     let python = std::env::var("FMRECALL_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -407,6 +409,7 @@ pub(crate) fn run_hnswlib_script(
                 buf.extend_from_slice(&id.to_le_bytes());
             }
         }
+        buf.extend_from_slice(tail);
         let input = dir.join("input.bin");
         std::fs::write(&input, &buf).map_err(|e| e.to_string())?;
         drop(buf);

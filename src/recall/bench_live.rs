@@ -271,6 +271,7 @@ fn hnswlib_row(
         all.as_slice(),
         queries,
         (truth, 10),
+        &[],
     )?;
     out.lines()
         .rfind(|l| l.starts_with('{'))

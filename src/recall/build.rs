@@ -73,6 +73,8 @@ pub fn build_with_file(
         let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
         graph.set_ef_search(ef);
     }
+    // 4b. The default breadth of selective filtered walks, for `target_filtered_recall`.
+    let filtered = graph.tune_filtered_ef(&exact, &queries, settings.target_filtered_recall)?;
     // 5. The breadth and self-recall are measured on the graph alone: it serves the queries the
     // norm walk cannot settle, and the walk would hide large-norm items the graph cannot reach.
     let self_recall = graph.self_recall(&exact, settings.check_queries)?;
@@ -94,6 +96,7 @@ pub fn build_with_file(
         norm_scan,
         ef_search: graph.ef_search(),
         target_recall,
+        filtered,
         self_recall,
         queries: queries.len(),
         graph_from_file: from_file,
@@ -250,6 +253,9 @@ pub struct IndexQuality {
     pub ef_search: usize,
     /// The recall@10 the default breadth was chosen for (None: `hnsw.ef_search` as configured).
     pub target_recall: Option<f64>,
+    /// The breadth of walks under a selective filter, as chosen at load (None: not our graph, or
+    /// too few items for a filtered walk).
+    pub filtered: Option<FilteredBreadth>,
     /// Share of sampled items that the index returns when queried with their own vector, among
     /// those that exact search returns for that query (a graph that cannot reach a point fails).
     pub self_recall: f64,
@@ -262,6 +268,66 @@ pub struct IndexQuality {
     pub queries: usize,
     /// Whether the graph was read from its saved file instead of built.
     pub graph_from_file: bool,
+}
+
+/// The default breadth of our graph's walks under selective filters, and what it recalled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FilteredBreadth {
+    /// The smallest of [`EF_LADDER`] whose filtered recall@10 reached the target on every probe
+    /// filter (the largest when none did).
+    pub ef_search: usize,
+    /// The lowest recall@10 over the probe filters at that breadth, of the graph's walks alone
+    /// (no norm walk, no exact scans: as served, recall is at least this).
+    pub recall_at_10: f64,
+    /// The target (`index.target_filtered_recall`).
+    pub target: f64,
+}
+
+/// Shares of the items allowed by the seeded random filters the filtered breadth is tuned on.
+const PROBE_SELECTIVITIES: [f64; 3] = [0.1, 0.5, 0.9];
+
+/// Chooses `graph`'s breadth for selective filtered walks: the smallest of [`EF_LADDER`] whose
+/// recall@10 against the exact filtered top 10 reaches `target` on `queries` under each probe
+/// filter, measured on the walks themselves (the planner off: a scan it chose would recall 1.0 and
+/// say nothing of the walk). None when the target is 0 (keep `ef_search`).
+fn tune_filtered_ef(
+    graph: &mut GraphIndex,
+    exact: &ExactIndex,
+    queries: &[Vec<f32>],
+    target: f64,
+) -> Result<Option<FilteredBreadth>, IndexError> {
+    if target <= 0.0 || queries.is_empty() {
+        return Ok(None);
+    }
+    let n = graph.len();
+    let mut rng = crate::rng::Rng::new(0xF117E2);
+    let probes: Vec<Vec<u32>> = PROBE_SELECTIVITIES
+        .iter()
+        .map(|&s| (0..n as u32).filter(|_| rng.uniform() < s).collect())
+        .collect();
+    let truths = probes
+        .iter()
+        .map(|p| exact_truth(exact, queries, 10, Filter::Only(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut worst = 0.0;
+    graph.set_walks_only(true);
+    for ef in EF_LADDER {
+        graph.set_filtered_ef(ef);
+        worst = f64::INFINITY;
+        for (p, truth) in probes.iter().zip(&truths) {
+            let r = recall_against(&*graph, queries, truth, 10, None, Filter::Only(p))?;
+            worst = f64::min(worst, r);
+        }
+        if worst >= target {
+            break;
+        }
+    }
+    graph.set_walks_only(false);
+    Ok(Some(FilteredBreadth {
+        ef_search: graph.filtered_ef(),
+        recall_at_10: worst,
+        target,
+    }))
 }
 
 /// How much of the sample queries' work the exact norm walk (`graph/head.rs`) took over.
@@ -287,6 +353,16 @@ trait GraphLike: RecallIndex {
     /// [`NormScanReport`]); None for indexes without one.
     fn enable_norm_scan(&mut self, _limit: usize, _queries: &[Vec<f32>]) -> Option<NormScanReport> {
         None
+    }
+    /// Chooses the breadth of walks under selective filters (see [`tune_filtered_ef`]); None for
+    /// indexes without one.
+    fn tune_filtered_ef(
+        &mut self,
+        _exact: &ExactIndex,
+        _queries: &[Vec<f32>],
+        _target: f64,
+    ) -> Result<Option<FilteredBreadth>, IndexError> {
+        Ok(None)
     }
     fn as_index(&self) -> &dyn RecallIndex;
     fn into_arc(self: Box<Self>) -> Arc<dyn RecallIndex>;
@@ -322,6 +398,14 @@ impl GraphLike for GraphIndex {
     }
     fn enable_norm_scan(&mut self, limit: usize, queries: &[Vec<f32>]) -> Option<NormScanReport> {
         choose_norm_scan(self, limit, queries)
+    }
+    fn tune_filtered_ef(
+        &mut self,
+        exact: &ExactIndex,
+        queries: &[Vec<f32>],
+        target: f64,
+    ) -> Result<Option<FilteredBreadth>, IndexError> {
+        tune_filtered_ef(self, exact, queries, target)
     }
     fn as_index(&self) -> &dyn RecallIndex {
         self

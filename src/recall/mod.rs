@@ -11,6 +11,7 @@
 //! checking the served index (the load path) is `build.rs`; the recall measures are `measure.rs`.
 
 pub mod bench;
+pub mod bench_filter;
 pub mod bench_live;
 mod build;
 mod exact;
@@ -23,7 +24,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use build::{
-    build, build_with_file, IndexQuality, NormScanReport, EF_LADDER, MIN_NORM_SCAN_SHARE,
+    build, build_with_file, FilteredBreadth, IndexQuality, NormScanReport, EF_LADDER,
+    MIN_NORM_SCAN_SHARE,
 };
 pub use exact::ExactIndex;
 pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
@@ -217,6 +219,11 @@ pub struct IndexSettings {
     /// Choose the graph's default search breadth at load: the smallest of [`EF_LADDER`] whose
     /// recall@10 against brute force on the sample queries reaches this; 0 keeps `hnsw.ef_search`.
     pub target_recall: f64,
+    /// Choose our graph's default breadth for walks under a selective filter at load: the
+    /// smallest whose filtered recall@10 reaches this on the sample queries under seeded random
+    /// filters (`build::tune_filtered_ef`); 0 uses the unfiltered breadth.
+    #[serde(default = "default_target_filtered_recall")]
+    pub target_filtered_recall: f64,
     /// Sample queries for that check.
     pub check_queries: usize,
     /// Before walking our graph, walk up to this many largest-norm items exactly, stopping when
@@ -224,6 +231,10 @@ pub struct IndexSettings {
     /// settles at least half of the sample queries at k = 10. 0 turns it off.
     #[serde(default = "default_norm_scan_items")]
     pub norm_scan_items: usize,
+}
+
+fn default_target_filtered_recall() -> f64 {
+    IndexSettings::default().target_filtered_recall
 }
 
 fn default_norm_scan_items() -> usize {
@@ -239,6 +250,7 @@ impl Default for IndexSettings {
             hnsw: HnswParams::default(),
             min_recall: 0.9,
             target_recall: 0.98,
+            target_filtered_recall: 0.995,
             check_queries: 200,
             norm_scan_items: 8192,
         }

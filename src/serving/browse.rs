@@ -47,16 +47,16 @@ pub struct ItemPage {
     pub items: Vec<ItemEntry>,
 }
 
-/// One value of a user-side feature and how many known users have it.
+/// One value of a side feature and how many known users (or trained items) have it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FeatureValue {
     /// The full feature name, as recall takes it (`region:r3`).
     pub feature: String,
-    /// Known users with this feature.
-    pub users: usize,
+    /// Known users (for a user feature) or trained items (for an item feature) with it.
+    pub count: usize,
 }
 
-/// The values of one user-side feature (`region`), sorted by name.
+/// The values of one side feature (`region`), sorted by name.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FeatureGroup {
     /// The part before the colon.
@@ -176,10 +176,21 @@ impl ServingModel {
     /// The side features of known users that the model has parameters for, grouped by name (the
     /// part before the colon); id features are left out. Empty for an ids-only model.
     pub fn user_feature_groups(&self) -> Vec<FeatureGroup> {
+        self.feature_groups(&self.artifact.meta.users)
+    }
+
+    /// The side features of the trained items, grouped by name (`genre`), with how many items
+    /// have each: what a recall filter can match on.
+    pub fn item_feature_groups(&self) -> Vec<FeatureGroup> {
+        self.feature_groups(&self.artifact.meta.items)
+    }
+
+    /// The side features (after each entity's id feature) the model knows, grouped and counted.
+    fn feature_groups(&self, entities: &[crate::data::Entity]) -> Vec<FeatureGroup> {
         let meta = &self.artifact.meta;
         let mut counts: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
-        for user in &meta.users {
-            for f in user.features.iter().skip(1) {
+        for entity in entities {
+            for f in entity.features.iter().skip(1) {
                 if meta.vocabulary.get(f).is_none() {
                     continue;
                 }
@@ -193,9 +204,9 @@ impl ServingModel {
                 name: name.to_string(),
                 values: values
                     .into_iter()
-                    .map(|(feature, users)| FeatureValue {
+                    .map(|(feature, count)| FeatureValue {
                         feature: feature.to_string(),
-                        users,
+                        count,
                     })
                     .collect(),
             })

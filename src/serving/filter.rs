@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::ServingModel;
 use crate::data::Entity;
+use crate::recall::Filter;
 
 /// A filter on the items a query may return.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
@@ -254,6 +255,26 @@ impl ServingModel {
             None => Allowed::AllBut(not),
         };
         (allowed, unknown)
+    }
+
+    /// [`ServingModel::allowed`] with the request's `excluded` slots (sorted) taken out.
+    pub fn allowed_except(&self, filter: &ItemFilter, excluded: &[u32]) -> (Allowed, Vec<String>) {
+        let (allowed, unknown) = self.allowed(filter);
+        let allowed = match allowed {
+            Allowed::Only(list) => Allowed::Only(subtract(&list, excluded)),
+            Allowed::AllBut(not) => Allowed::AllBut(union(excluded, &not)),
+        };
+        (allowed, unknown)
+    }
+}
+
+impl Allowed {
+    /// The index's view of these slots.
+    pub fn as_filter(&self) -> Filter<'_> {
+        match self {
+            Allowed::Only(list) => Filter::Only(list),
+            Allowed::AllBut(list) => Filter::Exclude(list),
+        }
     }
 }
 

@@ -237,6 +237,19 @@ try {
     await page.check("#recall-exclude-seen");
     await page.locator('#panel-recall[data-loaded="true"]').waitFor();
 
+    // A filter on item features: only items with the first listed feature, as the API answers.
+    const mustFeature = await page.locator("#recall-filter-must option").nth(1).getAttribute("value");
+    check(mustFeature !== null && mustFeature.includes(":"), "item features are offered for the filter");
+    await page.selectOption("#recall-filter-must", mustFeature);
+    await submitRecall();
+    const [key, value] = [mustFeature.slice(0, mustFeature.indexOf(":")), mustFeature.slice(mustFeature.indexOf(":") + 1)];
+    const filtered = (await oracle("POST", "v1/recall", { user_id: knownUser, k: 8, exclude_seen: true, filter: { must: [{ key, match: { value } }] } })).json;
+    shown = await rows("#recall-results");
+    check(shown.length > 0 && shown.map((r) => r[1]).join() === filtered.items.map((i) => i.item_id).join(), "filtered answer shown");
+    check((await text("#recall-status")).includes("filter"), "the filter is said");
+    await shot("recall-filtered");
+    await page.selectOption("#recall-filter-must", "");
+
     // A new user from features.
     await page.check("#recall-by-features");
     const selects = page.locator("#recall-feature-selects select");

@@ -270,11 +270,24 @@ async function initRecall() {
       select.dataset.group = group.name;
       select.append(new Option("–", ""));
       for (const v of group.values) {
-        select.append(new Option(`${v.feature.slice(group.name.length + 1)} (${v.users} users)`, v.feature));
+        select.append(new Option(`${v.feature.slice(group.name.length + 1)} (${v.count} users)`, v.feature));
       }
       label.append(select);
       holder.append(label);
     }
+    // Item features for the filter: one option group per feature name.
+    for (const id of ["recall-filter-must", "recall-filter-not"]) {
+      const select = $(id);
+      for (const group of data.item_features) {
+        const optgroup = document.createElement("optgroup");
+        optgroup.label = group.name;
+        for (const v of group.values) {
+          optgroup.append(new Option(`${v.feature} (${v.count} items)`, v.feature));
+        }
+        select.append(optgroup);
+      }
+    }
+    $("recall-filter").disabled = data.item_features.length === 0;
     if (data.user_features.length === 0) {
       holder.textContent = "this model was trained on ids only: it knows no side features to describe a new user with";
       byFeatures.disabled = true;
@@ -308,6 +321,18 @@ async function runRecall() {
     k: kValue === "" ? null : Number(kValue),
     exclude_seen: $("recall-exclude-seen").checked,
   };
+  // The filter in the API's shape: {"must": [{"key": "genre", "match": {"value": "g1"}}], ...}.
+  const condition = (feature) => {
+    const at = feature.indexOf(":");
+    return { key: feature.slice(0, at), match: { value: feature.slice(at + 1) } };
+  };
+  const must = $("recall-filter-must").value;
+  const not = $("recall-filter-not").value;
+  if (must !== "" || not !== "") {
+    body.filter = {};
+    if (must !== "") body.filter.must = [condition(must)];
+    if (not !== "") body.filter.must_not = [condition(not)];
+  }
   const byId = $("recall-by-id").checked;
   const userId = $("recall-user").value.trim();
   if (byId) {
@@ -373,9 +398,10 @@ async function runRecall() {
     tbody.append(tr);
   });
   const unknown = data.unknown_features.length ? ` · ignored unknown features: ${data.unknown_features.join(", ")}` : "";
+  const filtered = body.filter ? ` · filter ${JSON.stringify(body.filter)}` : "";
   $("recall-status").replaceChildren(
     `${data.items.length} items from model ${data.model_version} · ${data.cold_start ? "cold start (features only)" : "known user"}` +
-      `${unknown} · round trip `,
+      `${unknown}${filtered} · round trip `,
     Object.assign(document.createElement("strong"), { id: "recall-latency", textContent: `${ms.toFixed(1)} ms` }),
   );
   settled("recall");

@@ -133,8 +133,17 @@ impl Builder<'_> {
         }
         for lc in (0..layers).rev() {
             s.begin(n);
-            self.view
-                .search_layer::<K>(qv, qn, cur, self.ef_construction, lc, s, false, |_| true);
+            self.view.search_layer::<K>(
+                qv,
+                qn,
+                cur,
+                self.ef_construction,
+                lc,
+                s,
+                false,
+                None,
+                |_| true,
+            );
             b.found.clear();
             b.found.extend(
                 s.results
@@ -374,7 +383,7 @@ fn find_missed<K: Kernel>(
         s.begin(n);
         let start = (walk.dist::<K>(q, 0.0, entry.0), entry.0);
         let ep = walk.descend::<K>(q, 0.0, start, entry.1, 0);
-        walk.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, |_| true);
+        walk.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
         found.clear();
         while let Some(Far(_, id)) = s.results.pop() {
             found.push((exact.dist::<K>(q, 0.0, id), id));

@@ -48,7 +48,7 @@ mod persist;
 mod search;
 mod tombstones;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -62,7 +62,7 @@ use self::head::NormHead;
 use self::kernel::{Kernel, Portable};
 use self::links::Links;
 use self::order::Far;
-use self::search::{with_scratch, Scratch, View};
+use self::search::{with_scratch, Limits, Scratch, View};
 use self::tombstones::Tombstones;
 use super::exact::{exact_top_k, exact_top_k_where};
 use super::{
@@ -224,21 +224,33 @@ const REPAIR_PASSES: usize = 2;
 /// of an insert.
 const INSERT_REPAIR_PASSES: usize = 1;
 
-/// Searches per plan, since the index was built: unfiltered graph walks, filtered graph walks, and
-/// exact scans of the allowed items ([`GraphIndex::plan_exact`]).
+/// Searches per plan, since the index was built: unfiltered graph walks, filtered graph walks,
+/// exact scans of the allowed items chosen up front ([`GraphIndex::plan_exact`]), and filtered walks
+/// given up for an exact scan (over budget, or fewer than k found).
 #[derive(Default)]
 struct PlanCounts {
-    graph: std::sync::atomic::AtomicU64,
-    filtered_graph: std::sync::atomic::AtomicU64,
-    exact_scan: std::sync::atomic::AtomicU64,
+    graph: AtomicU64,
+    filtered_graph: AtomicU64,
+    exact_scan: AtomicU64,
+    graph_then_exact: AtomicU64,
+}
+
+/// Which way a search went, for [`PlanCounts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    Graph,
+    FilteredGraph,
+    ExactScan,
+    GraphThenExact,
 }
 
 impl PlanCounts {
-    fn count(&self, filtered: bool, exact: bool) {
-        let counter = match (filtered, exact) {
-            (_, true) => &self.exact_scan,
-            (true, false) => &self.filtered_graph,
-            (false, false) => &self.graph,
+    fn count(&self, plan: Plan) {
+        let counter = match plan {
+            Plan::Graph => &self.graph,
+            Plan::FilteredGraph => &self.filtered_graph,
+            Plan::ExactScan => &self.exact_scan,
+            Plan::GraphThenExact => &self.graph_then_exact,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -248,7 +260,57 @@ impl PlanCounts {
             "graph": self.graph.load(Ordering::Relaxed),
             "filtered_graph": self.filtered_graph.load(Ordering::Relaxed),
             "exact_scan": self.exact_scan.load(Ordering::Relaxed),
+            "graph_then_exact": self.graph_then_exact.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// Selectivity classes of the walk-cost estimates: class c holds filters allowing about 2^-c of
+/// the items (c = 0: more than half; the last class everything below 2^-(CLASSES-1)).
+const COST_CLASSES: usize = 16;
+
+/// What a filtered walk costs at each selectivity, as measured: an exponential moving average of
+/// nodes scored per unit of ef (see `search::View::search_layer`), one per class, stored as f32
+/// bits. Starts at a prior of M0 · 2^c / 4 per ef for class c (a beam holding ef allowed nodes
+/// expands about ef / s nodes at selectivity s, scoring the fresh ones among their M0 neighbours),
+/// then follows what completed walks cost.
+struct WalkCosts([AtomicU32; COST_CLASSES]);
+
+impl WalkCosts {
+    /// Weight of the newest walk in the average.
+    const RATE: f32 = 1.0 / 64.0;
+
+    fn new(m0: usize) -> Self {
+        WalkCosts(std::array::from_fn(|c| {
+            let prior = m0 as f32 * (1u32 << c) as f32 / 4.0;
+            AtomicU32::new(prior.to_bits())
+        }))
+    }
+
+    fn class(allowed: usize, n: usize) -> usize {
+        let ratio = n.max(1) as f64 / allowed.max(1) as f64;
+        (ratio.log2().max(0.0) as usize).min(COST_CLASSES - 1)
+    }
+
+    /// Expected work of a walk with this `ef` over `allowed` of `n` items.
+    fn expected(&self, allowed: usize, n: usize, ef: usize) -> f64 {
+        let per_ef = f32::from_bits(self.0[Self::class(allowed, n)].load(Ordering::Relaxed));
+        per_ef as f64 * ef as f64
+    }
+
+    /// Folds a completed walk's work into its class (a lost update under a race is harmless).
+    fn record(&self, allowed: usize, n: usize, ef: usize, work: usize) {
+        let cell = &self.0[Self::class(allowed, n)];
+        let old = f32::from_bits(cell.load(Ordering::Relaxed));
+        let new = old + Self::RATE * (work as f32 / ef.max(1) as f32 - old);
+        cell.store(new.to_bits(), Ordering::Relaxed);
+    }
+
+    fn json(&self) -> serde_json::Value {
+        self.0
+            .iter()
+            .map(|c| (f32::from_bits(c.load(Ordering::Relaxed)) * 10.0).round() / 10.0)
+            .collect()
     }
 }
 
@@ -279,6 +341,13 @@ pub struct GraphIndex {
     exact_filter_below: usize,
     /// How many searches took each plan (reported by `info`).
     plans: PlanCounts,
+    /// What filtered walks cost, by selectivity: the planner's measure of the graph.
+    walk_costs: WalkCosts,
+    /// Default breadth of selective filtered walks (chosen at load: `build::tune_filtered_ef`);
+    /// None: `ef_search`.
+    filtered_ef: Option<usize>,
+    /// Filtered searches always walk (the planner off): how the breadth is tuned.
+    walks_only: bool,
     /// The largest-norm items for the exact bounded walk tried before the graph (`head.rs`); None
     /// when off or for cosine graphs. Derived from the vectors, so not saved with the graph.
     head: Option<NormHead>,
@@ -404,6 +473,7 @@ impl GraphIndex {
             Metric::Cosine => Arc::new(normalised(&vectors)),
         };
         let capacity = links.capacity();
+        let m0 = links.m0;
         let codes = Codes::encode_with_capacity(
             &space.as_slice()[..n * space.dim()],
             space.dim(),
@@ -421,6 +491,9 @@ impl GraphIndex {
             len: AtomicUsize::new(n),
             exact_filter_below: super::IndexSettings::default().exact_filter_below,
             plans: PlanCounts::default(),
+            walk_costs: WalkCosts::new(m0),
+            filtered_ef: None,
+            walks_only: false,
             head: None,
             fingerprint,
             build_seconds: 0.0,
@@ -503,6 +576,9 @@ impl GraphIndex {
             len: AtomicUsize::new(n),
             exact_filter_below: self.exact_filter_below,
             plans: PlanCounts::default(),
+            walk_costs: WalkCosts::new(self.links.m0),
+            filtered_ef: self.filtered_ef,
+            walks_only: self.walks_only,
             head: None,
             fingerprint: self.fingerprint,
             build_seconds: self.build_seconds,
@@ -723,26 +799,31 @@ impl GraphIndex {
     }
 
     /// The norm walk first (exact when its bound stops it), else the graph merged with what the
-    /// walk found.
+    /// walk found. `None` when a filtered walk gave up (see [`View::search_layer`]).
     #[inline(always)]
     fn search_graph<K: Kernel>(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
-        filter: Filter<'_>,
+        walk: Walk<'_>,
         s: &mut Scratch,
-    ) -> Vec<Hit> {
+    ) -> Option<Vec<Hit>> {
         let Some(head) = self.head.as_ref().filter(|h| walks(h, k)) else {
-            return self.walk_graph::<K>(q, k, ef, filter, s);
+            return self.walk_graph::<K>(q, k, ef, walk, s);
         };
         let t = &self.tombstones;
+        let filter = walk.filter;
         let allow = |id| filter.allows(id) && !t.is_dead(id);
         let scan = head.scan_with::<K>(q, k, allow, &mut s.head);
         if scan.exact {
-            return scan.hits;
+            return Some(scan.hits);
         }
-        head::merge(self.walk_graph::<K>(q, k, ef, filter, s), scan.hits, k)
+        Some(head::merge(
+            self.walk_graph::<K>(q, k, ef, walk, s)?,
+            scan.hits,
+            k,
+        ))
     }
 
     /// The graph alone: greedy descent, the beam on layer 0, then the best re-scored exactly.
@@ -752,11 +833,11 @@ impl GraphIndex {
         q: &[f32],
         k: usize,
         ef: usize,
-        filter: Filter<'_>,
+        walk: Walk<'_>,
         s: &mut Scratch,
-    ) -> Vec<Hit> {
+    ) -> Option<Vec<Hit>> {
         let Some((entry, top)) = self.entry.get() else {
-            return Vec::new();
+            return Some(Vec::new());
         };
         let quantized = self.params.quantized;
         let mut view = self.search_view();
@@ -768,16 +849,68 @@ impl GraphIndex {
         s.begin(self.links.capacity());
         let start = (view.dist::<K>(q, 0.0, entry), entry);
         let ep = view.descend::<K>(q, 0.0, start, top, 0);
-        let dead = self.tombstones.count() > 0;
-        if matches!(filter, Filter::All) && !dead {
-            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, |_| true);
-        } else {
-            let t = &self.tombstones;
-            view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, |id| {
-                filter.allows(id) && !t.is_dead(id)
-            });
-        }
+        let t = &self.tombstones;
+        let filter = walk.filter;
+        let walked = match walk.mode {
+            WalkMode::Unfiltered => {
+                view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
+                true
+            }
+            WalkMode::Through => {
+                view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, None, |id| {
+                    filter.allows(id) && !t.is_dead(id)
+                });
+                true
+            }
+            WalkMode::Limited(limits) => {
+                // A short allowed list is looked up in a bitmap instead of searched (the bits are
+                // cleared through the list afterwards).
+                let bits = match filter {
+                    Filter::Only(list) if list.len() <= self.len() / 8 => {
+                        let mut bits = std::mem::take(&mut s.allowed_bits);
+                        bits.resize(bits.len().max(self.links.capacity().div_ceil(64)), 0);
+                        for &i in list {
+                            if let Some(w) = bits.get_mut(i as usize >> 6) {
+                                *w |= 1 << (i & 63);
+                            }
+                        }
+                        Some(bits)
+                    }
+                    _ => None,
+                };
+                let scored = match &bits {
+                    Some(bits) => {
+                        view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, Some(limits), |id| {
+                            bits[id as usize >> 6] & (1 << (id & 63)) != 0 && !t.is_dead(id)
+                        })
+                    }
+                    None => {
+                        view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, Some(limits), |id| {
+                            filter.allows(id) && !t.is_dead(id)
+                        })
+                    }
+                };
+                if let (Some(mut bits), Filter::Only(list)) = (bits, filter) {
+                    for &i in list {
+                        if let Some(w) = bits.get_mut(i as usize >> 6) {
+                            *w = 0;
+                        }
+                    }
+                    s.allowed_bits = bits;
+                }
+                if let Some(scored) = scored {
+                    self.walk_costs.record(walk.allowed, self.len(), ef, scored);
+                }
+                // Fewer than k found means the allowed part the walk reached was too small.
+                scored.is_some() && s.results.len() >= k.min(walk.allowed)
+            }
+        };
         s.prepared = prepared;
+        if !walked {
+            s.results.clear();
+            s.candidates.clear();
+            return None;
+        }
         // The beam's results, then the best k of them. A walk on byte codes ranked them
         // approximately: the 2k nearest by code distance (see RESCORE_FACTOR) are re-scored with
         // the f32 rows, so the order and scores returned are exact. Sorts, not heap pops.
@@ -819,7 +952,7 @@ impl GraphIndex {
             })
             .collect();
         s.rescored = best;
-        out
+        Some(out)
     }
 
     fn search_dispatch(
@@ -827,27 +960,43 @@ impl GraphIndex {
         q: &[f32],
         k: usize,
         ef: usize,
-        filter: Filter<'_>,
+        walk: Walk<'_>,
         s: &mut Scratch,
-    ) -> Vec<Hit> {
+    ) -> Option<Vec<Hit>> {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::has_avx2() {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { search_avx2(self, q, k, ef, filter, s) };
+            return unsafe { search_avx2(self, q, k, ef, walk, s) };
         }
-        self.search_graph::<Portable>(q, k, ef, filter, s)
+        self.search_graph::<Portable>(q, k, ef, walk, s)
     }
 
-    /// The planner for filtered searches: scan the `allowed` items exactly when that scores fewer
-    /// rows than the filtered beam is expected to. A beam of `ef` expands about ef / s nodes at
-    /// selectivity s = allowed / n (the rest of what it walks is filtered out) and scores up to
-    /// M0 neighbours of each on byte codes (about a quarter of an f32 row's cost), so the scan wins
-    /// while allowed² ≤ ef · M0 · n / 4: below 22,600 allowed of 1M at ef 64, M 16. At 1M with 1%
-    /// allowed the fixed threshold it replaces (2,000) sent queries to a beam that recalled 0.835
-    /// (issue 21). `exact_filter_below` stays a floor.
+    /// The planner for filtered searches: scan the `allowed` items exactly when that reads fewer
+    /// rows than a filtered walk is expected to score nodes (each about one row's cost: a cache
+    /// miss and a short dot product), as measured on this graph's completed walks of the same
+    /// selectivity class ([`WalkCosts`]). The walk's own limits ([`View::search_layer`]) catch
+    /// what no estimate from the count can: a filter that removes exactly the items near the
+    /// query. `exact_filter_below` stays a floor.
     fn plan_exact(&self, allowed: usize, ef: usize) -> bool {
-        let beam = ef as f64 * self.links.m0 as f64 * self.len() as f64 / 4.0;
-        allowed <= self.exact_filter_below || (allowed as f64).powi(2) <= beam
+        allowed <= self.exact_filter_below
+            || allowed as f64 <= self.walk_costs.expected(allowed, self.len(), ef)
+    }
+
+    /// Sets the default breadth of walks under a selective filter (one removing more than 1/64
+    /// of the items; others use `ef_search`).
+    pub fn set_filtered_ef(&mut self, ef: usize) {
+        self.filtered_ef = Some(ef.max(1));
+    }
+
+    /// Turns the planner off (every filtered search walks the graph) or back on: the filtered
+    /// breadth is tuned on the walks themselves, not on what the planner would scan instead.
+    pub(crate) fn set_walks_only(&mut self, on: bool) {
+        self.walks_only = on;
+    }
+
+    /// The default breadth of walks under a selective filter.
+    pub fn filtered_ef(&self) -> usize {
+        self.filtered_ef.unwrap_or(self.params.ef_search)
     }
 
     /// The SHA-256 fingerprint of the item vectors this graph was built for.
@@ -863,11 +1012,37 @@ unsafe fn search_avx2(
     q: &[f32],
     k: usize,
     ef: usize,
-    filter: Filter<'_>,
+    walk: Walk<'_>,
     s: &mut Scratch,
-) -> Vec<Hit> {
-    index.search_graph::<kernel::Avx2>(q, k, ef, filter, s)
+) -> Option<Vec<Hit>> {
+    index.search_graph::<kernel::Avx2>(q, k, ef, walk, s)
 }
+
+/// What a graph walk is told of the filter, and how many items it allows (a lower bound for
+/// exclusions).
+#[derive(Clone, Copy)]
+struct Walk<'a> {
+    filter: Filter<'a>,
+    mode: WalkMode,
+    allowed: usize,
+}
+
+/// How the layer-0 beam treats the filter.
+#[derive(Clone, Copy)]
+enum WalkMode {
+    /// No filter, no tombstones.
+    Unfiltered,
+    /// Nearly everything allowed (a user's seen items, a few tombstones): the plain beam, which
+    /// walks through disallowed nodes without returning them.
+    Through,
+    /// A selective filter: the same beam, which gives up for an exact scan when it has scored
+    /// as many nodes as there are allowed items or when its probe finds the filter anti-correlated
+    /// with the query ([`View::search_layer`]).
+    Limited(Limits),
+}
+
+/// A filter removing fewer than n / NEARLY_ALL items walks as unfiltered ([`WalkMode::Through`]).
+const NEARLY_ALL: usize = 64;
 
 impl RecallIndex for GraphIndex {
     fn search(
@@ -883,7 +1058,6 @@ impl RecallIndex for GraphIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let ef = ef.unwrap_or(self.params.ef_search).max(k);
         let dead = self.tombstones.count() > 0;
         let filtered = dead || !matches!(filter, Filter::All);
         with_scratch(|s| {
@@ -898,16 +1072,46 @@ impl RecallIndex for GraphIndex {
                     &qbuf
                 }
             };
-            let exact = filtered && self.plan_exact(self.allowed(filter), ef);
-            self.plans.count(filtered, exact);
-            let hits = if exact && !dead {
-                exact_top_k(&self.space, q, k, filter)
-            } else if exact {
-                let t = &self.tombstones;
-                exact_top_k_where(&self.space, q, k, filter, |i| !t.is_dead(i))
-            } else {
-                self.search_dispatch(q, k, ef, filter, s)
+            let allowed = if filtered { self.allowed(filter) } else { n };
+            let exact_scan = |t: &Tombstones| {
+                if t.count() == 0 {
+                    exact_top_k(&self.space, q, k, filter)
+                } else {
+                    exact_top_k_where(&self.space, q, k, filter, |i| !t.is_dead(i))
+                }
             };
+            let selective = allowed < n - n / NEARLY_ALL;
+            let ef = ef
+                .unwrap_or(if selective {
+                    self.filtered_ef()
+                } else {
+                    self.params.ef_search
+                })
+                .max(k);
+            let (plan, hits) = if selective && !self.walks_only && self.plan_exact(allowed, ef) {
+                (Plan::ExactScan, exact_scan(&self.tombstones))
+            } else {
+                let mode = match (filtered, selective) {
+                    (false, _) => WalkMode::Unfiltered,
+                    (true, false) => WalkMode::Through,
+                    // A walk may do as much work as scanning the allowed rows before it gives up.
+                    (true, true) => WalkMode::Limited(Limits {
+                        budget: allowed,
+                        selectivity: allowed as f32 / n.max(1) as f32,
+                    }),
+                };
+                let walk = Walk {
+                    filter,
+                    mode,
+                    allowed,
+                };
+                match self.search_dispatch(q, k, ef, walk, s) {
+                    Some(hits) if selective => (Plan::FilteredGraph, hits),
+                    Some(hits) => (Plan::Graph, hits),
+                    None => (Plan::GraphThenExact, exact_scan(&self.tombstones)),
+                }
+            };
+            self.plans.count(plan);
             s.query = qbuf;
             Ok(hits)
         })
@@ -931,12 +1135,14 @@ impl RecallIndex for GraphIndex {
                 "ef_construction": self.params.ef_construction,
                 "ef_insert": self.params.insert_ef(),
                 "ef_search": self.params.ef_search,
+                "filtered_ef_search": self.filtered_ef(),
                 "metric": self.params.metric,
                 "quantized": self.params.quantized,
                 "levels": self.entry.get().map_or(0, |(_, top)| top + 1),
                 "capacity": self.capacity(),
                 "deactivated": self.tombstones.count(),
                 "plans": self.plans.json(),
+                "filtered_walk_work_per_ef": self.walk_costs.json(),
                 "norm_scan_items": self.head.as_ref().map_or(0, NormHead::len),
                 "norm_scan_newcomers": self.head.as_ref().map_or(0, |h| h.newcomers().0),
                 "norm_scan_overflowed": self.head.as_ref().is_some_and(|h| h.newcomers().1),
