@@ -23,7 +23,7 @@ const PRUNE_SLACK: f32 = 1.2;
 
 /// Nodes a filtered walk scores before it compares the share allowed among them with the filter's
 /// overall share (see [`View::search_layer`]): under half that share, it gives up. A random filter
-/// allowing 10% shows about 26 allowed in 256 and gives up (then scans) about one query in 500;
+/// allowing 10% shows about 26 allowed in 256 and gives up (then scans) about one query in 300;
 /// at 3%, about one in 20.
 pub(super) const PROBE: usize = 256;
 
