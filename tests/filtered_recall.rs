@@ -16,11 +16,22 @@ const TOKEN: &str = "admin-token";
 const AUTH: [(&str, &str); 1] = [("Authorization", "Bearer admin-token")];
 
 async fn serve(dir: &std::path::Path, db: &TestDb) -> (TestApp, ModelArtifact) {
+    serve_with(dir, db, |_| {}).await
+}
+
+/// A trained synthetic model with item genres, active, served with `configure`d settings.
+async fn serve_with(
+    dir: &std::path::Path,
+    db: &TestDb,
+    configure: impl FnOnce(&mut fmrecall::config::Settings),
+) -> (TestApp, ModelArtifact) {
     let mut job = common::synthetic_job(dir, 5, FeatureSet::Hybrid);
     job.source.split = SplitSpec::Random(0.2);
     fmrecall::pipeline::run_train(&job, &mut |_| {}).unwrap();
     let artifact = common::register_active(&db.url, dir).await;
-    let app = TestApp::spawn(common::http::replica_settings(&db.url, TOKEN)).await;
+    let mut settings = common::http::replica_settings(&db.url, TOKEN);
+    configure(&mut settings);
+    let app = TestApp::spawn(settings).await;
     (app, artifact)
 }
 
@@ -319,14 +330,11 @@ async fn similar_items_under_a_filter_are_the_filtered_unfiltered_answer() {
 async fn the_plans_searches_took_are_in_the_model_and_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::sqlite();
-    let mut job = common::synthetic_job(dir.path(), 5, FeatureSet::Hybrid);
-    job.source.split = SplitSpec::Random(0.2);
-    fmrecall::pipeline::run_train(&job, &mut |_| {}).unwrap();
-    let artifact = common::register_active(&db.url, dir.path()).await;
     // Our graph even for this small catalog (auto would pick exact search below 10,000 items).
-    let mut settings = common::http::replica_settings(&db.url, TOKEN);
-    settings.index.kind = fmrecall::recall::IndexKind::Graph;
-    let app = TestApp::spawn(settings).await;
+    let (app, artifact) = serve_with(dir.path(), &db, |s| {
+        s.index.kind = fmrecall::recall::IndexKind::Graph;
+    })
+    .await;
     let user = artifact.meta.users[0].id.clone();
     let filter = json!({"must": [{"key": "genre", "match": {"value": "g1"}}]});
     for _ in 0..3 {
