@@ -5,8 +5,10 @@ pub mod artifact;
 pub mod eval;
 pub mod export;
 pub mod export_files;
+pub mod history;
 pub mod model;
 pub mod npy;
+pub mod replay;
 pub mod report;
 pub mod train;
 

@@ -82,6 +82,11 @@ pub struct TrainParams {
     /// id); `None` uses `learning_rate`.
     #[serde(default)]
     pub side_learning_rate: Option<f32>,
+    /// History features (`history.rs`): each user's most recent this-many train items enter their
+    /// row as user-side features weighted 1/√n. 0 (the default, and every model trained before it
+    /// existed) turns them off.
+    #[serde(default)]
+    pub history: usize,
 }
 
 impl TrainParams {
@@ -122,6 +127,9 @@ impl TrainParams {
         if !(0.0..=1.0).contains(&self.item_id_dropout) {
             return Err(bad("item_id_dropout", "in [0, 1]", self.item_id_dropout));
         }
+        if self.history > MAX_HISTORY {
+            return Err(bad("history", "in 0..=10000", self.history));
+        }
         if let Some(lr) = self.side_learning_rate {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(bad("side_learning_rate", "a finite number > 0", lr));
@@ -130,6 +138,9 @@ impl TrainParams {
         Ok(())
     }
 }
+
+/// The longest history `TrainParams::history` may ask for.
+pub const MAX_HISTORY: usize = 10_000;
 
 /// How many epochs to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,6 +185,11 @@ pub struct TrainingSet {
     /// negatives, since recall excludes them anyway (pushing them down would push down their
     /// look-alikes, which are the very items the user wants next).
     pub user_seen: Vec<Vec<u32>>,
+    /// Per user, (item, its history feature) of their history, oldest first, when the model has
+    /// history features (`user_rows` then hold none: each positive's row is built without the
+    /// positive itself, so the model learns what a history says about *other* items rather than
+    /// that a user likes what they already had, which recall never offers).
+    pub history: Option<Vec<Vec<(u32, u32)>>>,
 }
 
 /// One epoch's figures.
@@ -352,6 +368,9 @@ struct Worker<'a> {
     grad: Vec<f32>,
     scratch: Vec<f32>,
     step: Scratch,
+    /// The user's row with their history (leave-one-out), when the model has history features.
+    row_idx: Vec<u32>,
+    row_val: Vec<f32>,
 }
 
 /// Buffers for one Adagrad step.
@@ -379,6 +398,8 @@ impl<'a> Worker<'a> {
                 param: vec![0.0; k],
                 acc: vec![0.0; k],
             },
+            row_idx: Vec::new(),
+            row_val: Vec::new(),
         }
     }
 
@@ -413,14 +434,35 @@ impl<'a> Worker<'a> {
         let n_items = data.item_rows.len();
         let (p_user, p_item) = (self.hp.user_id_dropout, self.hp.item_id_dropout);
         let mut loss_sum = 0.0f64;
+        let (mut row_idx, mut row_val) = (
+            std::mem::take(&mut self.row_idx),
+            std::mem::take(&mut self.row_val),
+        );
         for &(u, i) in positives {
-            let u_row = Self::maybe_drop(
+            let mut u_row = Self::maybe_drop(
                 &mut self.rng,
                 p_user,
                 &data.user_rows,
                 &data.user_side_rows,
                 u,
             );
+            if let Some(history) = &data.history {
+                // Leave-one-out: the positive is not part of the history that predicts it.
+                let h = &history[u as usize];
+                let n = h.len() - usize::from(h.iter().any(|&(item, _)| item == i));
+                let w = super::history::weight(n);
+                row_idx.clear();
+                row_val.clear();
+                row_idx.extend_from_slice(u_row.0);
+                row_val.extend_from_slice(u_row.1);
+                for &(item, feature) in h {
+                    if item != i {
+                        row_idx.push(feature);
+                        row_val.push(w);
+                    }
+                }
+                u_row = (&row_idx, &row_val);
+            }
             let i_row = Self::maybe_drop(
                 &mut self.rng,
                 p_item,
@@ -484,6 +526,8 @@ impl<'a> Worker<'a> {
                 }
             }
         }
+        self.row_idx = row_idx;
+        self.row_val = row_val;
         loss_sum
     }
 
