@@ -325,6 +325,10 @@ struct TrainArgs {
     /// 1/sqrt(n), so that events move the user's vector when served (0: off, the default).
     #[arg(long, value_name = "N")]
     history: Option<usize>,
+    /// With --history: train each positive on the N items the user had before it (the next-item
+    /// task) instead of their last N items without it.
+    #[arg(long)]
+    causal_history: bool,
     /// Evaluate on validation data carved from the train split instead of the test split (for
     /// choosing hyper-parameters without looking at the test split).
     #[arg(long)]
@@ -440,6 +444,7 @@ impl TrainArgs {
         }
         set(&mut t.validation_fraction, self.validation_fraction);
         set(&mut t.history, self.history);
+        t.causal_history |= self.causal_history;
         set(&mut t.eval_every, self.eval_every);
         set(&mut t.eval_users, self.eval_users);
     }

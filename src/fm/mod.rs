@@ -17,4 +17,4 @@ pub use eval::{EvalSet, Metrics};
 pub use export::UserQuery;
 pub use export_files::{write_npy, ExportError, ExportManifest, ExportReport};
 pub use model::FmModel;
-pub use train::{Loss, Schedule, TrainError, TrainParams, TrainingSet};
+pub use train::{Loss, Schedule, TrainError, TrainHistory, TrainParams, TrainingSet};

@@ -14,8 +14,9 @@
 //!   features only: `history.rs`), the events excluded;
 //! - **popularity at T**: items by their number of train interactions, the events excluded.
 //!
-//! Users with no train interaction are unknown to the model: they are served from no features
-//! (and, under *moving*, from their events), as the service serves them.
+//! Users with no train interaction are unknown to the model: they are served from the side
+//! features the data gives them (none under `--features ids`) and, under *moving*, their events,
+//! as the service serves a user created with `PUT /v1/users/{id}`.
 
 use std::collections::HashMap;
 
@@ -63,6 +64,8 @@ pub struct ReplayReport {
 struct ReplayUser {
     /// Known to the model: its index in the artifact's users.
     known: Option<usize>,
+    /// An unknown user's side features, encoded.
+    side: (Vec<u32>, Vec<f32>),
     /// Train items (sorted).
     train: Vec<u32>,
     /// Post-T items, in time order.
@@ -99,10 +102,20 @@ pub fn replay(
         let it = &dataset.interactions[p];
         let Some(item) = slot(it.item) else { continue };
         let r = *index_of.entry(it.user).or_insert_with(|| {
+            let entity = &dataset.users[it.user as usize];
+            let known = user_of.get(entity.id.as_str()).copied();
+            let side = match known {
+                Some(_) => (Vec::new(), Vec::new()),
+                None => meta
+                    .vocabulary
+                    .encode(entity.features.iter().skip(1))
+                    .0
+                    .into_iter()
+                    .unzip(),
+            };
             by_user.push(ReplayUser {
-                known: user_of
-                    .get(dataset.users[it.user as usize].id.as_str())
-                    .copied(),
+                known,
+                side,
                 train: Vec::new(),
                 steps: Vec::new(),
             });
@@ -192,11 +205,12 @@ struct Context<'a> {
 impl Context<'_> {
     /// The user's query with these items as their history beyond the train history (`history.rs`;
     /// the base row alone without history features).
-    fn query(&self, known: Option<usize>, events: &[u32]) -> UserQuery {
+    fn query(&self, user: &ReplayUser, events: &[u32]) -> UserQuery {
         let model = &self.artifact.model;
+        let known = user.known;
         let base: (&[u32], &[f32]) = match known {
             Some(u) => self.base_rows.row(u),
-            None => (&[], &[]),
+            None => (&user.side.0, &user.side.1),
         };
         match &self.artifact.meta.history {
             Some(h) => {
@@ -218,7 +232,7 @@ impl Context<'_> {
     fn replay_user(&self, user: &ReplayUser, acc: &mut [f64; 8]) {
         let n = self.items.len();
         let mut scores = vec![0f32; n];
-        let static_query = self.query(user.known, &[]);
+        let static_query = self.query(user, &[]);
         for (i, s) in scores.iter_mut().enumerate() {
             *s = dot(&static_query.vector, self.items.row(i));
         }
@@ -236,7 +250,7 @@ impl Context<'_> {
             acc[2] += hit;
             acc[3] += ndcg;
             if has_history {
-                let q = self.query(user.known, events);
+                let q = self.query(user, events);
                 for (i, s) in moving.iter_mut().enumerate() {
                     *s = dot(&q.vector, self.items.row(i));
                 }

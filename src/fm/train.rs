@@ -87,6 +87,11 @@ pub struct TrainParams {
     /// existed) turns them off.
     #[serde(default)]
     pub history: usize,
+    /// How training builds a positive's history: false, the user's last `history` items without
+    /// the positive (leave-one-out); true, the `history` items the user had *before* it
+    /// (causal: the next-item task that recall following events faces).
+    #[serde(default)]
+    pub causal_history: bool,
 }
 
 impl TrainParams {
@@ -126,6 +131,9 @@ impl TrainParams {
         }
         if !(0.0..=1.0).contains(&self.item_id_dropout) {
             return Err(bad("item_id_dropout", "in [0, 1]", self.item_id_dropout));
+        }
+        if self.causal_history && self.history == 0 {
+            return Err(bad("causal_history", "used with history > 0", true));
         }
         if self.history > MAX_HISTORY {
             return Err(bad("history", "in 0..=10000", self.history));
@@ -185,11 +193,69 @@ pub struct TrainingSet {
     /// negatives, since recall excludes them anyway (pushing them down would push down their
     /// look-alikes, which are the very items the user wants next).
     pub user_seen: Vec<Vec<u32>>,
-    /// Per user, (item, its history feature) of their history, oldest first, when the model has
-    /// history features (`user_rows` then hold none: each positive's row is built without the
-    /// positive itself, so the model learns what a history says about *other* items rather than
-    /// that a user likes what they already had, which recall never offers).
-    pub history: Option<Vec<Vec<(u32, u32)>>>,
+    /// Each user's history, when the model has history features (`user_rows` then hold none:
+    /// each positive's row is built without the positive itself, so the model learns what a
+    /// history says about *other* items rather than that a user likes what they already had,
+    /// which recall never offers).
+    pub history: Option<TrainHistory>,
+}
+
+/// The users' train histories as the trainer reads them.
+#[derive(Debug, Clone)]
+pub struct TrainHistory {
+    /// Per user, (item, its history feature) of every train item with a history feature,
+    /// oldest first, each once (at its latest interaction).
+    pub items: Vec<Vec<(u32, u32)>>,
+    /// Per user, (item, its position in `items`), sorted by item.
+    pub position: Vec<Vec<(u32, u32)>>,
+    /// Items a positive's history holds at most (`TrainParams::history`).
+    pub max_items: usize,
+    /// Causal histories (the items before the positive) rather than leave-one-out.
+    pub causal: bool,
+}
+
+impl TrainHistory {
+    /// From each user's items (item, feature) oldest first.
+    pub fn new(items: Vec<Vec<(u32, u32)>>, max_items: usize, causal: bool) -> Self {
+        let position = items
+            .iter()
+            .map(|list| {
+                let mut p: Vec<(u32, u32)> = (list.iter().enumerate())
+                    .map(|(at, &(item, _))| (item, at as u32))
+                    .collect();
+                p.sort_unstable();
+                p
+            })
+            .collect();
+        TrainHistory {
+            items,
+            position,
+            max_items,
+            causal,
+        }
+    }
+
+    /// The history features of user `u`'s row for positive `i` (pushed onto `out`).
+    fn features_for(&self, u: u32, i: u32, out: &mut Vec<u32>) {
+        let list = &self.items[u as usize];
+        let at = self.position[u as usize]
+            .binary_search_by_key(&i, |&(item, _)| item)
+            .ok()
+            .map(|p| self.position[u as usize][p].1 as usize);
+        if self.causal {
+            let end = at.unwrap_or(list.len());
+            let start = end.saturating_sub(self.max_items);
+            out.extend(list[start..end].iter().map(|&(_, f)| f));
+        } else {
+            let start = list.len().saturating_sub(self.max_items);
+            out.extend(
+                list[start..]
+                    .iter()
+                    .filter(|&&(item, _)| item != i)
+                    .map(|&(_, f)| f),
+            );
+        }
+    }
 }
 
 /// One epoch's figures.
@@ -447,20 +513,15 @@ impl<'a> Worker<'a> {
                 u,
             );
             if let Some(history) = &data.history {
-                // Leave-one-out: the positive is not part of the history that predicts it.
-                let h = &history[u as usize];
-                let n = h.len() - usize::from(h.iter().any(|&(item, _)| item == i));
-                let w = super::history::weight(n);
+                // The positive is never part of the history that predicts it.
                 row_idx.clear();
                 row_val.clear();
                 row_idx.extend_from_slice(u_row.0);
                 row_val.extend_from_slice(u_row.1);
-                for &(item, feature) in h {
-                    if item != i {
-                        row_idx.push(feature);
-                        row_val.push(w);
-                    }
-                }
+                let base = row_idx.len();
+                history.features_for(u, i, &mut row_idx);
+                let w = super::history::weight(row_idx.len() - base);
+                row_val.resize(row_idx.len(), w);
                 u_row = (&row_idx, &row_val);
             }
             let i_row = Self::maybe_drop(
@@ -784,6 +845,36 @@ pub fn train(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_positive_is_predicted_from_the_history_before_it_or_from_the_rest() {
+        // One user's items 10, 11, 12, 13 (features 110..113), oldest first.
+        let items = vec![vec![(10, 110), (11, 111), (12, 112), (13, 113)]];
+        let features = |h: &TrainHistory, i: u32| {
+            let mut out = Vec::new();
+            h.features_for(0, i, &mut out);
+            out
+        };
+        let causal = TrainHistory::new(items.clone(), 2, true);
+        assert_eq!(
+            features(&causal, 10),
+            Vec::<u32>::new(),
+            "nothing before the first"
+        );
+        assert_eq!(features(&causal, 12), vec![110, 111]);
+        assert_eq!(
+            features(&causal, 13),
+            vec![111, 112],
+            "the last two before it"
+        );
+        let loo = TrainHistory::new(items, 3, false);
+        assert_eq!(
+            features(&loo, 12),
+            vec![111, 113],
+            "the last three, itself left out"
+        );
+        assert_eq!(features(&loo, 10), vec![111, 112, 113]);
+    }
+
     use super::*;
 
     /// Feeds validation figures to a chooser, with a model whose bias records the epoch.

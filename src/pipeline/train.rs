@@ -14,7 +14,8 @@ use crate::fm::eval::{evaluate, evaluate_model, popularity, ColdKind, ColdStart,
 use crate::fm::history::{self, HistoryMeta};
 use crate::fm::train::{train, EpochReport, TrainOutcome};
 use crate::fm::{
-    EvalSet, FmModel, Metrics, ModelArtifact, Schedule, TrainError, TrainParams, TrainingSet,
+    EvalSet, FmModel, Metrics, ModelArtifact, Schedule, TrainError, TrainHistory, TrainParams,
+    TrainingSet,
 };
 
 /// How the number of epochs is chosen.
@@ -125,7 +126,7 @@ fn history_features(
 ) -> Vec<Vec<(u32, u32)>> {
     let ids: Vec<&str> = dataset.items.iter().map(|e| e.id.as_str()).collect();
     let features = history::item_features(vocab, &ids);
-    history::train_histories(dataset, max_items)
+    history::train_histories(dataset, max_items.max(1))
         .into_iter()
         .map(|items| {
             items
@@ -155,7 +156,7 @@ fn prepare(
     vocab: &FeatureVocabulary,
     thresholds: Thresholds,
     k: usize,
-    history: usize,
+    history: (usize, bool),
 ) -> Prepared {
     // Held-out users and items are seen from their side features alone, even where the vocabulary
     // knows their id (validation users carved from the training users, under early stopping).
@@ -163,12 +164,20 @@ fn prepare(
     let user_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.users, |u| held.user(u));
     // With history features, training builds each positive's row itself (leaving the positive
     // out); evaluation sees every user with their whole (cut) train history, as serving does.
-    let histories = (history > 0).then(|| history_features(dataset, vocab, history));
+    let (history, causal) = history;
+    // Every train item of each user (causal histories reach back from any positive), the last
+    // `history` of them for evaluation.
+    let histories = (history > 0).then(|| history_features(dataset, vocab, usize::MAX));
     let eval_user_rows = match &histories {
         Some(h) => {
             let features: Vec<Vec<u32>> = h
                 .iter()
-                .map(|h| h.iter().map(|&(_, f)| f).collect())
+                .map(|h| {
+                    h[h.len().saturating_sub(history)..]
+                        .iter()
+                        .map(|&(_, f)| f)
+                        .collect()
+                })
                 .collect();
             user_rows.with_histories(&features)
         }
@@ -212,7 +221,7 @@ fn prepare(
             item_rows,
             positives,
             user_seen,
-            history: histories,
+            history: histories.map(|h| TrainHistory::new(h, history, causal)),
         },
         eval: (!eval.users.is_empty()).then_some(eval),
     }
@@ -252,8 +261,8 @@ pub fn train_on(
             job.validation_seed.unwrap_or(job.params.seed),
         );
     }
-    let history = job.params.history;
-    let vocab = vocabulary(&dataset, history);
+    let history = (job.params.history, job.params.causal_history);
+    let vocab = vocabulary(&dataset, history.0);
     let thresholds = Thresholds::new(job.min_rating, job.train_min_rating);
     let full = prepare(&dataset, &vocab, thresholds, job.eval_k, history);
     if full.training.positives.is_empty() {
@@ -359,7 +368,7 @@ pub fn train_on(
     drop(full);
     let (fit, served, refit_seconds) = if job.refit_on_all && evaluated && !job.tune {
         let everything = dataset.into_everything_as_train();
-        let vocab_all = vocabulary(&everything, history);
+        let vocab_all = vocabulary(&everything, history.0);
         let all = prepare(&everything, &vocab_all, thresholds, job.eval_k, history);
         let epochs = outcome.best_epoch.max(1);
         let n_all = vocab_all.len();
@@ -610,7 +619,10 @@ pub fn run_eval(
         &artifact.meta.vocabulary,
         thresholds,
         k,
-        artifact.meta.params.history,
+        (
+            artifact.meta.params.history,
+            artifact.meta.params.causal_history,
+        ),
     );
     let set = prepared.eval.ok_or_else(|| {
         DataError::Unusable("the split has no test positives to evaluate on".into())
@@ -689,6 +701,7 @@ impl TrainJob {
             item_id_dropout: t.item_id_dropout,
             side_learning_rate: t.side_learning_rate,
             history: t.history,
+            causal_history: t.causal_history,
         };
         params.check()?;
         if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
