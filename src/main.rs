@@ -44,6 +44,9 @@ enum Command {
     /// Benchmark live inserts into our graph while queries run (inserts/s, queries/s with and
     /// without inserts, recall@10 against a fresh build), with hnswlib's add_items as the anchor.
     BenchLive(BenchLiveArgs),
+    /// Benchmark the fold-in of a request history: recall latency of known users with no history
+    /// and with histories of the given lengths (docs/events.md).
+    BenchHistory(BenchHistoryArgs),
     /// Serve recall over HTTP (trains the demo model first when no model is configured).
     Serve(ServeArgs),
     /// Apply pending database migrations.
@@ -150,6 +153,22 @@ struct BenchIndexArgs {
         default_value = "exact,graph,hnswlib,hnsw-rs"
     )]
     indexes: Vec<bench::BenchIndex>,
+}
+
+#[derive(Args)]
+struct BenchHistoryArgs {
+    /// Artifact folder or model file (trained with --history to fold histories in).
+    #[arg(long)]
+    model: PathBuf,
+    /// History lengths to time besides none.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    lengths: Vec<usize>,
+    /// Recalls per length.
+    #[arg(long, default_value_t = 2000)]
+    queries: usize,
+    /// Print the rows as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -543,6 +562,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
         Command::Models(cmd) => models(cmd, &settings),
         Command::BenchIndex(a) => bench_index(&a),
         Command::BenchLive(a) => bench_live(&a),
+        Command::BenchHistory(a) => bench_history(&a, &settings),
     }
 }
 
@@ -772,6 +792,43 @@ fn models(cmd: ModelsCommand, settings: &Settings) -> Result<(), Box<dyn std::er
 }
 
 /// `fmrecall bench-index`: build time, recall@k, queries/s and memory of each index.
+/// `fmrecall bench-history`: a table of recall latency by request history length.
+fn bench_history(
+    a: &BenchHistoryArgs,
+    settings: &Settings,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let model = fmrecall::serving::ServingModel::load(&a.model, &settings.index)?;
+    let mut lengths = vec![0];
+    lengths.extend(a.lengths.iter().copied().filter(|&l| l > 0));
+    let rows = fmrecall::serving::bench_history(&model, &lengths, a.queries.max(1))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    let meta = model.meta();
+    println!(
+        "model {} (history features: {}), {} items, index {}",
+        meta.version,
+        meta.params.history,
+        meta.items.len(),
+        model.index_info().kind
+    );
+    println!(
+        "| history items | recalls | p50 µs | mean µs | p50 added µs |\n|---|---|---|---|---|"
+    );
+    for row in &rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            row.history,
+            row.queries,
+            row.p50_us,
+            row.mean_us,
+            row.p50_us - rows[0].p50_us
+        );
+    }
+    Ok(())
+}
+
 fn bench_index(a: &BenchIndexArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (vectors, queries) = match &a.model {
         Some(dir) => bench::from_model(dir, a.queries)?,

@@ -17,11 +17,13 @@ use crate::recall::{
 };
 use crate::vectors::ItemVectors;
 
+mod bench_history;
 mod browse;
 mod events;
 mod filter;
 mod live;
 mod live_items;
+pub use bench_history::{bench_history, FoldInRow};
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
 pub use filter::{Allowed, Condition, ItemFilter, MatchValue};
 pub use live::{LiveModel, RefusedModel, SwapError, Swapped, WriteError};
