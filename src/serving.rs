@@ -401,11 +401,15 @@ impl ServingModel {
             .as_deref()
             .map_or_else(Vec::new, |id| self.events_of(id));
         let mut unknown = Vec::new();
-        for id in &user.history {
-            if self.slot_of(id).is_none() {
-                unknown.push(crate::fm::history::feature_name(id));
-            } else if !recent.contains(id) {
-                recent.push(id.clone());
+        if !user.history.is_empty() {
+            // A set, not `contains` on the list: a request may carry 1,000 ids.
+            let mut taken: std::collections::HashSet<String> = recent.iter().cloned().collect();
+            for id in &user.history {
+                if self.slot_of(id).is_none() {
+                    unknown.push(crate::fm::history::feature_name(id));
+                } else if taken.insert(id.clone()) {
+                    recent.push(id.clone());
+                }
             }
         }
         // A user the model does not know but whose events (or history) are given is served from
