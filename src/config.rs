@@ -74,10 +74,10 @@ pub struct TrainSettings {
     /// History features: each user's most recent this-many items as user-side features (0: off).
     #[serde(default)]
     pub history: usize,
-    /// Train history features on the items before each positive (causal) instead of
-    /// leave-one-out.
+    /// Share of positives trained on the history before them (causal) rather than
+    /// leave-one-out (0: never, 1: always).
     #[serde(default)]
-    pub causal_history: bool,
+    pub causal_history: f32,
     /// Metric cut-off.
     pub eval_k: usize,
     /// Epochs between evaluations of the per-epoch history (0: the last epoch only).

@@ -87,11 +87,12 @@ pub struct TrainParams {
     /// existed) turns them off.
     #[serde(default)]
     pub history: usize,
-    /// How training builds a positive's history: false, the user's last `history` items without
-    /// the positive (leave-one-out); true, the `history` items the user had *before* it
-    /// (causal: the next-item task that recall following events faces).
+    /// How training builds a positive's history: with this probability, the `history` items the
+    /// user had *before* it (causal: the next-item task that recall following events faces);
+    /// otherwise the user's last `history` items without it (leave-one-out: their profile).
+    /// 0 is always leave-one-out, 1 always causal.
     #[serde(default)]
-    pub causal_history: bool,
+    pub causal_history: f32,
 }
 
 impl TrainParams {
@@ -132,8 +133,8 @@ impl TrainParams {
         if !(0.0..=1.0).contains(&self.item_id_dropout) {
             return Err(bad("item_id_dropout", "in [0, 1]", self.item_id_dropout));
         }
-        if self.causal_history && self.history == 0 {
-            return Err(bad("causal_history", "used with history > 0", true));
+        if !(0.0..=1.0).contains(&self.causal_history) {
+            return Err(bad("causal_history", "in [0, 1]", self.causal_history));
         }
         if self.history > MAX_HISTORY {
             return Err(bad("history", "in 0..=10000", self.history));
@@ -210,13 +211,14 @@ pub struct TrainHistory {
     pub position: Vec<Vec<(u32, u32)>>,
     /// Items a positive's history holds at most (`TrainParams::history`).
     pub max_items: usize,
-    /// Causal histories (the items before the positive) rather than leave-one-out.
-    pub causal: bool,
+    /// Probability of a causal history (the items before the positive) rather than
+    /// leave-one-out.
+    pub causal: f32,
 }
 
 impl TrainHistory {
     /// From each user's items (item, feature) oldest first.
-    pub fn new(items: Vec<Vec<(u32, u32)>>, max_items: usize, causal: bool) -> Self {
+    pub fn new(items: Vec<Vec<(u32, u32)>>, max_items: usize, causal: f32) -> Self {
         let position = items
             .iter()
             .map(|list| {
@@ -235,14 +237,15 @@ impl TrainHistory {
         }
     }
 
-    /// The history features of user `u`'s row for positive `i` (pushed onto `out`).
-    fn features_for(&self, u: u32, i: u32, out: &mut Vec<u32>) {
+    /// The history features of user `u`'s row for positive `i` (pushed onto `out`): the items
+    /// before it when `causal`, else the last ones without it.
+    fn features_for(&self, u: u32, i: u32, causal: bool, out: &mut Vec<u32>) {
         let list = &self.items[u as usize];
         let at = self.position[u as usize]
             .binary_search_by_key(&i, |&(item, _)| item)
             .ok()
             .map(|p| self.position[u as usize][p].1 as usize);
-        if self.causal {
+        if causal {
             let end = at.unwrap_or(list.len());
             let start = end.saturating_sub(self.max_items);
             out.extend(list[start..end].iter().map(|&(_, f)| f));
@@ -519,7 +522,13 @@ impl<'a> Worker<'a> {
                 row_idx.extend_from_slice(u_row.0);
                 row_val.extend_from_slice(u_row.1);
                 let base = row_idx.len();
-                history.features_for(u, i, &mut row_idx);
+                // No random number is drawn at 0 or 1, so those runs are what they were.
+                let causal = match history.causal {
+                    c if c <= 0.0 => false,
+                    c if c >= 1.0 => true,
+                    c => self.rng.uniform() < c as f64,
+                };
+                history.features_for(u, i, causal, &mut row_idx);
                 let w = super::history::weight(row_idx.len() - base);
                 row_val.resize(row_idx.len(), w);
                 u_row = (&row_idx, &row_val);
@@ -851,10 +860,10 @@ mod tests {
         let items = vec![vec![(10, 110), (11, 111), (12, 112), (13, 113)]];
         let features = |h: &TrainHistory, i: u32| {
             let mut out = Vec::new();
-            h.features_for(0, i, &mut out);
+            h.features_for(0, i, h.causal >= 1.0, &mut out);
             out
         };
-        let causal = TrainHistory::new(items.clone(), 2, true);
+        let causal = TrainHistory::new(items.clone(), 2, 1.0);
         assert_eq!(
             features(&causal, 10),
             Vec::<u32>::new(),
@@ -866,7 +875,7 @@ mod tests {
             vec![111, 112],
             "the last two before it"
         );
-        let loo = TrainHistory::new(items, 3, false);
+        let loo = TrainHistory::new(items, 3, 0.0);
         assert_eq!(
             features(&loo, 12),
             vec![111, 113],

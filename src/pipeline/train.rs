@@ -156,7 +156,7 @@ fn prepare(
     vocab: &FeatureVocabulary,
     thresholds: Thresholds,
     k: usize,
-    history: (usize, bool),
+    history: (usize, f32),
 ) -> Prepared {
     // Held-out users and items are seen from their side features alone, even where the vocabulary
     // knows their id (validation users carved from the training users, under early stopping).

@@ -45,7 +45,7 @@ pub fn small_params(loss: Loss) -> TrainParams {
         item_id_dropout: 0.0,
         side_learning_rate: None,
         history: 0,
-        causal_history: false,
+        causal_history: 0.0,
     }
 }
 
