@@ -71,6 +71,13 @@ pub struct TrainSettings {
     /// stays the threshold of evaluation and popularity).
     #[serde(default)]
     pub train_min_rating: Option<f32>,
+    /// History features: each user's most recent this-many items as user-side features (0: off).
+    #[serde(default)]
+    pub history: usize,
+    /// Share of positives trained on the history before them (causal) rather than
+    /// leave-one-out (0: never, 1: always).
+    #[serde(default)]
+    pub causal_history: f32,
     /// Metric cut-off.
     pub eval_k: usize,
     /// Epochs between evaluations of the per-epoch history (0: the last epoch only).

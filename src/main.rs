@@ -47,6 +47,9 @@ enum Command {
     /// Benchmark live inserts into our graph while queries run (inserts/s, queries/s with and
     /// without inserts, recall@10 against a fresh build), with hnswlib's add_items as the anchor.
     BenchLive(BenchLiveArgs),
+    /// Benchmark the fold-in of a request history: recall latency of known users with no history
+    /// and with histories of the given lengths (docs/events.md).
+    BenchHistory(BenchHistoryArgs),
     /// Serve recall over HTTP (trains the demo model first when no model is configured).
     Serve(ServeArgs),
     /// Apply pending database migrations.
@@ -196,6 +199,22 @@ struct BenchFilterArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Print the rows as a JSON array on the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchHistoryArgs {
+    /// Artifact folder or model file (trained with --history to fold histories in).
+    #[arg(long)]
+    model: PathBuf,
+    /// History lengths to time besides none.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    lengths: Vec<usize>,
+    /// Recalls per length.
+    #[arg(long, default_value_t = 2000)]
+    queries: usize,
+    /// Print the rows as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -369,6 +388,15 @@ struct TrainArgs {
     /// stays the threshold of evaluation and of the popularity baseline).
     #[arg(long)]
     train_min_rating: Option<f32>,
+    /// History features: each user's most recent N train items as user-side features, weighted
+    /// 1/sqrt(n), so that events move the user's vector when served (0: off, the default).
+    #[arg(long, value_name = "N")]
+    history: Option<usize>,
+    /// With --history: the share of positives trained on the N items the user had before them
+    /// (the next-item task) rather than on their last N items without them (leave-one-out: the
+    /// profile). 0 (default) never, 1 always; 0.5 served both on MovieLens (docs/events.md).
+    #[arg(long, value_name = "SHARE")]
+    causal_history: Option<f32>,
     /// Evaluate on validation data carved from the train split instead of the test split (for
     /// choosing hyper-parameters without looking at the test split).
     #[arg(long)]
@@ -425,6 +453,12 @@ struct EvalArgs {
     /// Artifact folder or model file.
     #[arg(long)]
     model: PathBuf,
+    /// Replay each user's interactions after T in time order (with --split time:QUANTILE and a
+    /// model trained on its train part): hit rate and NDCG of the next item, for static vectors,
+    /// static vectors with the events excluded, events folded into the vector (history models),
+    /// and popularity at T (docs/events.md).
+    #[arg(long)]
+    replay: bool,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -477,6 +511,8 @@ impl TrainArgs {
             t.train_min_rating = self.train_min_rating;
         }
         set(&mut t.validation_fraction, self.validation_fraction);
+        set(&mut t.history, self.history);
+        set(&mut t.causal_history, self.causal_history);
         set(&mut t.eval_every, self.eval_every);
         set(&mut t.eval_users, self.eval_users);
     }
@@ -576,6 +612,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
         Command::BenchIndex(a) => bench_index(&a),
         Command::BenchLive(a) => bench_live(&a),
         Command::BenchFilter(a) => bench_filter(&a, &settings),
+        Command::BenchHistory(a) => bench_history(&a, &settings),
     }
 }
 
@@ -640,6 +677,48 @@ fn train(a: &TrainArgs, settings: &Settings) -> Result<(), Box<dyn std::error::E
 /// `fmrecall eval`: a saved model's figures on a dataset and split.
 fn eval(a: &EvalArgs, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let source = pipeline::data_source(&settings.data)?;
+    if a.replay {
+        let (report, warnings) = pipeline::run_replay(
+            &a.model,
+            &source,
+            settings.train.eval_k,
+            settings.train.threads,
+        )?;
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        if a.data.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            let k = report.k;
+            println!(
+                "{} steps of {} users ({} unknown to the model)",
+                report.steps, report.users, report.unknown_users
+            );
+            println!(
+                "{:<34} {:>9} {:>9}",
+                "ranking",
+                format!("HR@{k}"),
+                format!("NDCG@{k}")
+            );
+            let rows = [
+                ("static vectors", Some(report.static_model)),
+                (
+                    "static vectors, events excluded",
+                    Some(report.exclusion_only),
+                ),
+                ("events folded in and excluded", report.moving),
+                ("popularity at T, events excluded", Some(report.popularity)),
+            ];
+            for (name, figures) in rows {
+                match figures {
+                    Some(f) => println!("{name:<34} {:>9.4} {:>9.4}", f.hit_rate, f.ndcg),
+                    None => println!("{name:<34} {:>9} {:>9}", "-", "-"),
+                }
+            }
+        }
+        return Ok(());
+    }
     let pipeline::EvalOutcome { metrics, warnings } = pipeline::run_eval(
         &a.model,
         &source,
@@ -763,6 +842,43 @@ fn models(cmd: ModelsCommand, settings: &Settings) -> Result<(), Box<dyn std::er
 }
 
 /// `fmrecall bench-index`: build time, recall@k, queries/s and memory of each index.
+/// `fmrecall bench-history`: a table of recall latency by request history length.
+fn bench_history(
+    a: &BenchHistoryArgs,
+    settings: &Settings,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let model = fmrecall::serving::ServingModel::load(&a.model, &settings.index)?;
+    let mut lengths = vec![0];
+    lengths.extend(a.lengths.iter().copied().filter(|&l| l > 0));
+    let rows = fmrecall::serving::bench_history(&model, &lengths, a.queries.max(1))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    let meta = model.meta();
+    println!(
+        "model {} (history features: {}), {} items, index {}",
+        meta.version,
+        meta.params.history,
+        meta.items.len(),
+        model.index_info().kind
+    );
+    println!(
+        "| history items | recalls | p50 µs | mean µs | p50 added µs |\n|---|---|---|---|---|"
+    );
+    for row in &rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            row.history,
+            row.queries,
+            row.p50_us,
+            row.mean_us,
+            row.p50_us - rows[0].p50_us
+        );
+    }
+    Ok(())
+}
+
 fn bench_index(a: &BenchIndexArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (vectors, queries) = match &a.model {
         Some(dir) => bench::from_model(dir, a.queries)?,

@@ -17,10 +17,13 @@ use crate::recall::{
 };
 use crate::vectors::ItemVectors;
 
+mod bench_history;
 mod browse;
+mod events;
 mod filter;
 mod live;
 mod live_items;
+pub use bench_history::{bench_history, FoldInRow};
 pub use browse::{EpochRow, FeatureGroup, FeatureValue, ItemEntry, ItemPage, KnownUser};
 pub use filter::{Allowed, Condition, ItemFilter, MatchValue};
 pub use live::{LiveModel, RefusedModel, SwapError, Swapped, WriteError};
@@ -34,8 +37,8 @@ pub enum ServeError {
     /// The user id is unknown and no features were given.
     #[error("unknown user {0:?}: give its features for a cold-start recall")]
     UnknownUser(String),
-    /// Neither an id nor features.
-    #[error("give a user_id or a list of features")]
+    /// Neither an id, nor features, nor a history.
+    #[error("give a user_id, a list of features or a history")]
     NoUser,
     /// An item id is not in the catalog.
     #[error("unknown item {0:?}")]
@@ -58,6 +61,11 @@ pub struct UserSpec {
     pub id: Option<String>,
     /// Features (`age:25-34`); with an unknown id, or none, this is a cold-start user.
     pub features: Option<Vec<String>>,
+    /// Item ids the user interacted with, oldest first, beyond what the service knows of them
+    /// (an anonymous visitor's whole history): left out under `exclude_seen`, and folded into
+    /// the user's vector by a model with history features. Ids the model does not serve are
+    /// reported as unknown `history:<id>` features and ignored.
+    pub history: Vec<String>,
 }
 
 /// One recall question.
@@ -162,6 +170,8 @@ pub struct Recalled<'a> {
 struct ResolvedUser<'a> {
     query: UserQuery,
     seen: &'a [u32],
+    /// Items of the user's stored events beyond `seen` (ids: an item may have moved slots).
+    recent: Vec<String>,
     unknown: Vec<String>,
     cold: bool,
 }
@@ -200,7 +210,10 @@ pub struct ServingModel {
     path: PathBuf,
     user_index: HashMap<String, u32>,
     item_index: HashMap<String, u32>,
+    /// Known users' id and side features (history features are added per request).
     user_rows: FeatureRows,
+    /// Per trained item, its history feature (None without history features).
+    history_features: Vec<Option<u32>>,
     /// The trained items' JSON prefixes (written items carry their own).
     item_json: ItemJson,
     /// Vectors, index and directions: trained items first, then the items written live.
@@ -218,6 +231,8 @@ pub struct ServingModel {
     loaded_at: std::time::SystemTime,
     /// Deactivated item ids, as the catalog last said.
     inactive_ids: arc_swap::ArcSwap<Vec<String>>,
+    /// Items of each user's stored events beyond their train items (`events.rs`).
+    events: events::UserEvents,
     /// Slots never returned (sorted): deactivated items and retired slots; replaced whole.
     inactive: arc_swap::ArcSwap<Vec<u32>>,
     /// What recall must exclude itself: `inactive` minus the retired slots the index leaves out
@@ -232,7 +247,9 @@ impl ServingModel {
         let started = Instant::now();
         let artifact = ModelArtifact::load(path)?;
         let meta = &artifact.meta;
-        let user_rows = artifact.user_rows();
+        let full_user_rows = artifact.user_rows();
+        let user_rows = artifact.base_user_rows();
+        let history_features = artifact.item_history_features();
         let item_rows = artifact.item_rows();
         // Room for items written live (`live_items.rs`).
         let trained = ItemVectors::new(&artifact.model, &item_rows);
@@ -242,7 +259,7 @@ impl ServingModel {
         let step = (meta.users.len() / settings.check_queries.max(1)).max(1);
         let sample: Vec<Vec<f32>> = (0..meta.users.len())
             .step_by(step)
-            .map(|u| UserQuery::new(&artifact.model, user_rows.row(u)).vector)
+            .map(|u| UserQuery::new(&artifact.model, full_user_rows.row(u)).vector)
             .take(settings.check_queries)
             .collect();
         // The graph is saved beside the artifact (see `recall::build_with_file`).
@@ -260,6 +277,7 @@ impl ServingModel {
             path: path.to_path_buf(),
             artifact,
             user_rows,
+            history_features,
             searchable: arc_swap::ArcSwap::from_pointee(Searchable {
                 items,
                 index,
@@ -273,6 +291,7 @@ impl ServingModel {
             load_seconds: started.elapsed().as_secs_f64(),
             loaded_at: std::time::SystemTime::now(),
             inactive_ids: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            events: events::UserEvents::default(),
             inactive: arc_swap::ArcSwap::from_pointee(Vec::new()),
             recall_excluded: arc_swap::ArcSwap::from_pointee(Vec::new()),
         })
@@ -375,33 +394,102 @@ impl ServingModel {
             .as_ref()
             .and_then(|id| self.user_index.get(id))
             .copied();
-        let model = &self.artifact.model;
-        match (known, &user.features) {
-            (Some(u), None) => Ok(ResolvedUser {
-                query: UserQuery::new(model, self.user_rows.row(u as usize)),
-                seen: &self.artifact.meta.seen[u as usize],
-                unknown: Vec::new(),
-                cold: false,
-            }),
-            (known, Some(features)) => {
-                // The id feature of a known user joins the given features.
-                let mut names: Vec<String> = features.clone();
-                if let Some(u) = known {
-                    names.insert(0, self.artifact.meta.users[u as usize].features[0].clone());
+        // What the user did beyond the model's train items: their stored events, then the
+        // request's history (each item once).
+        let mut recent = user
+            .id
+            .as_deref()
+            .map_or_else(Vec::new, |id| self.events_of(id));
+        let mut unknown = Vec::new();
+        if !user.history.is_empty() {
+            // A set, not `contains` on the list: a request may carry 1,000 ids.
+            let mut taken: std::collections::HashSet<String> = recent.iter().cloned().collect();
+            for id in &user.history {
+                if self.slot_of(id).is_none() {
+                    unknown.push(crate::fm::history::feature_name(id));
+                } else if taken.insert(id.clone()) {
+                    recent.push(id.clone());
                 }
-                let (row, unknown) = self.artifact.meta.vocabulary.encode(&names);
-                let (idx, val): (Vec<u32>, Vec<f32>) = row.into_iter().unzip();
-                Ok(ResolvedUser {
-                    query: UserQuery::new(model, (&idx, &val)),
-                    seen: known.map_or(&[], |u| &self.artifact.meta.seen[u as usize]),
-                    unknown,
-                    cold: known.is_none(),
-                })
+            }
+        }
+        // A user the model does not know but whose events (or history) are given is served from
+        // no features (the items' own terms: popularity as the model learnt it) and that history.
+        let no_features: Vec<String> = Vec::new();
+        let features = match (&user.features, known) {
+            (None, None) if !recent.is_empty() || !user.history.is_empty() => Some(&no_features),
+            (features, _) => features.as_ref(),
+        };
+        match (known, features) {
+            (Some(u), None) => {
+                let (idx, val) = self.user_rows.row(u as usize);
+                let row = (idx.to_vec(), val.to_vec());
+                Ok(self.with_history(known, row, recent, unknown, false))
+            }
+            (known, Some(features)) => {
+                // The id feature of a known user joins the given features; history features are
+                // not side features (they come from the history).
+                let mut names: Vec<&String> = Vec::with_capacity(features.len() + 1);
+                if let Some(u) = known {
+                    names.push(&self.artifact.meta.users[u as usize].features[0]);
+                }
+                for f in features {
+                    if crate::fm::history::is_history_feature(f) {
+                        unknown.push(f.clone());
+                    } else {
+                        names.push(f);
+                    }
+                }
+                let (row, missing) = self.artifact.meta.vocabulary.encode(names);
+                unknown.extend(missing);
+                let row: (Vec<u32>, Vec<f32>) = row.into_iter().unzip();
+                Ok(self.with_history(known, row, recent, unknown, known.is_none()))
             }
             (None, None) => Err(match &user.id {
                 Some(id) => ServeError::UnknownUser(id.clone()),
                 None => ServeError::NoUser,
             }),
+        }
+    }
+
+    /// The user's query from their id and side features (`row`) and, when the model has history
+    /// features, their current history: train history, then `recent` (events and the request's
+    /// history), the most recent `max_items` of it (`fm::history`).
+    fn with_history(
+        &self,
+        known: Option<u32>,
+        row: (Vec<u32>, Vec<f32>),
+        recent: Vec<String>,
+        unknown: Vec<String>,
+        cold: bool,
+    ) -> ResolvedUser<'_> {
+        let model = &self.artifact.model;
+        let query = match &self.artifact.meta.history {
+            Some(history) => {
+                let mut items: Vec<u32> = known
+                    .map(|u| history.per_user[u as usize].clone())
+                    .unwrap_or_default();
+                // Only trained items have a history feature (an item written live has none).
+                items.extend(
+                    recent
+                        .iter()
+                        .filter_map(|id| self.item_index.get(id).copied()),
+                );
+                let items = crate::fm::history::recent_distinct(&items, history.max_items);
+                let features: Vec<u32> = items
+                    .iter()
+                    .filter_map(|&i| self.history_features.get(i as usize).copied().flatten())
+                    .collect();
+                let (idx, val) = crate::fm::history::with_history((&row.0, &row.1), &features);
+                UserQuery::new(model, (&idx, &val))
+            }
+            None => UserQuery::new(model, (&row.0, &row.1)),
+        };
+        ResolvedUser {
+            query,
+            seen: known.map_or(&[], |u| &self.artifact.meta.seen[u as usize]),
+            recent,
+            unknown,
+            cold,
         }
     }
 
@@ -424,31 +512,35 @@ impl ServingModel {
     pub fn recall(&self, q: &RecallQuery) -> Result<Recalled<'_>, ServeError> {
         let user = self.resolve(&q.user)?;
         let seen = if q.exclude_seen { user.seen } else { &[] };
+        let recent: &[String] = if q.exclude_seen { &user.recent } else { &[] };
         let inactive = self.recall_excluded.load();
         // The common case, only the user's own (sorted) items, needs no merged copy.
         let merged: Vec<u32>;
-        let excluded: &[u32] = if q.exclude_items.is_empty() && inactive.is_empty() {
-            seen
-        } else {
-            let mut all = seen.to_vec();
-            {
-                // A seen item written live since training is excluded at its new slot too.
-                let overrides = self
-                    .live
-                    .overrides
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
-                if !overrides.moved.is_empty() {
-                    all.extend(seen.iter().filter_map(|s| overrides.moved.get(s).copied()));
+        let excluded: &[u32] =
+            if q.exclude_items.is_empty() && inactive.is_empty() && recent.is_empty() {
+                seen
+            } else {
+                let mut all = seen.to_vec();
+                {
+                    // A seen item written live since training is excluded at its new slot too.
+                    let overrides = self
+                        .live
+                        .overrides
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if !overrides.moved.is_empty() {
+                        all.extend(seen.iter().filter_map(|s| overrides.moved.get(s).copied()));
+                    }
                 }
-            }
-            all.extend(q.exclude_items.iter().filter_map(|id| self.slot_of(id)));
-            all.extend(inactive.iter().copied());
-            all.sort_unstable();
-            all.dedup();
-            merged = all;
-            &merged
-        };
+                all.extend(q.exclude_items.iter().filter_map(|id| self.slot_of(id)));
+                // Items of events since training, at their current slots.
+                all.extend(recent.iter().filter_map(|id| self.slot_of(id)));
+                all.extend(inactive.iter().copied());
+                all.sort_unstable();
+                all.dedup();
+                merged = all;
+                &merged
+            };
         let mut unknown = user.unknown;
         let allowed = q.filter.as_ref().map(|f| {
             let (allowed, missing) = self.allowed_except(f, excluded);

@@ -475,6 +475,7 @@ fn serve_if_it_loads(bytes: &[u8]) -> bool {
                 user: UserSpec {
                     id: id.clone(),
                     features: features.clone(),
+                    history: Vec::new(),
                 },
                 k: 5,
                 exclude_seen: true,

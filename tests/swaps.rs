@@ -68,6 +68,7 @@ fn expected(dir: &Path, users: &[String]) -> (String, HashMap<String, Ranked>) {
                 user: UserSpec {
                     id: Some(u.clone()),
                     features: None,
+                    history: Vec::new(),
                 },
                 k: K,
                 exclude_seen: true,

@@ -379,7 +379,9 @@ pub struct EventsRecorded {
     pub recorded: u64,
 }
 
-/// Record interactions for the next training run.
+/// Record interactions: stored for the next training run, and at once left out of the user's
+/// recall (like the items the model trained on, under `exclude_seen`) on this replica, within one
+/// poll interval on the others. A user id no model or catalog knows is served from these events.
 #[utoipa::path(post, path = "/v1/events", tag = "catalog", security(("bearer" = [])), request_body = EventsBody,
     responses((status = 200, body = EventsRecorded), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -417,7 +419,7 @@ pub async fn post_events(
             timestamp: e.timestamp.unwrap_or(now),
         });
     }
-    let recorded = store(&state)?.record_events(&records).await?;
+    let recorded = state.live.record_events(&records).await?;
     Ok(Json(EventsRecorded {
         received: records.len(),
         recorded,

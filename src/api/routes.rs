@@ -60,6 +60,40 @@ pub struct RecallRequest {
     /// nothing.
     #[serde(default)]
     pub filter: Option<ItemFilter>,
+    /// Item ids the user interacted with, oldest first (at most 1,000), beyond what the service
+    /// knows of them: an anonymous visitor's history needs no `user_id`. They are left out under
+    /// `exclude_seen`, and a model trained with history features folds them into the user's
+    /// vector (its most recent `history` items, the model's `params.history`, count; older ones
+    /// are cut). Ids the model does not serve are listed in `unknown_features` as
+    /// `history:<id>` and ignored.
+    #[serde(default)]
+    #[schema(max_items = 1000, example = json!(["50", "181"]))]
+    pub history: Vec<String>,
+}
+
+/// Most item ids one request's `history` may hold.
+const MAX_REQUEST_HISTORY: usize = 1000;
+
+/// Checks a request's history: at most [`MAX_REQUEST_HISTORY`] ids of 1..=256 printable characters.
+fn check_history(history: &[String], at: &str) -> Result<(), ApiError> {
+    if history.len() > MAX_REQUEST_HISTORY {
+        return Err(ApiError::field(
+            format!("{at}history"),
+            format!(
+                "at most {MAX_REQUEST_HISTORY} item ids, got {}",
+                history.len()
+            ),
+        ));
+    }
+    for (i, id) in history.iter().enumerate() {
+        if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                format!("{at}history[{i}]"),
+                "an item id: 1..=256 printable characters",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Most values (features and ids) one filter may name.
@@ -341,12 +375,13 @@ impl RecallRequest {
                 ));
             }
         }
-        if self.user_id.is_none() && self.features.is_none() {
+        if self.user_id.is_none() && self.features.is_none() && self.history.is_empty() {
             return Err(ApiError::field(
                 format!("{at}user_id"),
-                "give a user_id or a list of features",
+                "give a user_id, a list of features or a history",
             ));
         }
+        check_history(&self.history, at)?;
         if let Some(filter) = &self.filter {
             check_filter(filter, at)?;
         }
@@ -354,6 +389,7 @@ impl RecallRequest {
             user: UserSpec {
                 id: self.user_id,
                 features: self.features,
+                history: self.history,
             },
             k: self.k,
             exclude_seen: self.exclude_seen,
@@ -463,6 +499,7 @@ pub async fn score(
     let mut user = UserSpec {
         id: req.user_id,
         features: req.features,
+        history: Vec::new(),
     };
     with_catalog_features(&state, &model, &mut user).await?;
     state

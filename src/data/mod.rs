@@ -227,12 +227,14 @@ impl Dataset {
     /// dataset read from the database supports: canonical and file splits belong to their files).
     pub fn apply_split(&mut self, spec: &SplitSpec, seed: u64) -> Result<(), DataError> {
         match spec {
-            SplitSpec::Random(_) | SplitSpec::Users(_) | SplitSpec::Items(_) | SplitSpec::None => {
-                split::apply(self, spec, seed)
-            }
+            SplitSpec::Random(_)
+            | SplitSpec::Users(_)
+            | SplitSpec::Items(_)
+            | SplitSpec::Time { .. }
+            | SplitSpec::None => split::apply(self, spec, seed),
             other => Err(DataError::InvalidOption(format!(
-                "--split {other}: only random:FRACTION, users:FRACTION, items:FRACTION and none \
-                 apply to data from the database"
+                "--split {other}: only random:FRACTION, users:FRACTION, items:FRACTION, \
+                 time:QUANTILE[:END] and none apply to data from the database"
             ))),
         }
     }

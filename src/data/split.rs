@@ -25,6 +25,16 @@ pub enum SplitSpec {
     /// Hold out this fraction of the catalog whole (cold-start items): every interaction with them
     /// is test, and the model never sees them or their id features.
     Items(f64),
+    /// Split in time: interactions before the `train` quantile T of the timestamps are train, the
+    /// rest test (`time:0.8`). With an `end` quantile below 1 (`time:0.64:0.8`), interactions
+    /// from that quantile on are dropped: a time split carved from the train part of `time:0.8`,
+    /// to choose settings without looking at what comes after.
+    Time {
+        /// Quantile of the timestamps where the test part starts.
+        train: f64,
+        /// Quantile where the data ends (1: all of it).
+        end: f64,
+    },
     /// Hold nothing out: every interaction is train and nothing is evaluated (scheduled retraining
     /// of a model whose settings were evaluated before).
     None,
@@ -37,7 +47,8 @@ impl FromStr for SplitSpec {
         let bad = |why: &str| {
             DataError::InvalidOption(format!(
                 "--split {s:?}: {why} (expected ua, ub, u1..u5, random:FRACTION, users:FRACTION, \
-                 items:FRACTION, file:PATH, or none to train on every interaction)"
+                 items:FRACTION, time:QUANTILE[:END], file:PATH, or none to train on every \
+                 interaction)"
             ))
         };
         let fraction = |f: &str| -> Result<f64, DataError> {
@@ -54,6 +65,15 @@ impl FromStr for SplitSpec {
             Ok(SplitSpec::None)
         } else if let Some(f) = s.strip_prefix("random:") {
             Ok(SplitSpec::Random(fraction(f)?))
+        } else if let Some(f) = s.strip_prefix("time:") {
+            let (train, end) = match f.split_once(':') {
+                Some((train, end)) => (fraction(train)?, fraction(end)?),
+                None => (fraction(f)?, 1.0),
+            };
+            if train >= end {
+                return Err(bad("the train quantile must be below the end quantile"));
+            }
+            Ok(SplitSpec::Time { train, end })
         } else if let Some(f) = s.strip_prefix("users:") {
             Ok(SplitSpec::Users(fraction(f)?))
         } else if let Some(f) = s.strip_prefix("items:") {
@@ -79,6 +99,8 @@ impl fmt::Display for SplitSpec {
             SplitSpec::File(path) => write!(f, "file:{}", path.display()),
             SplitSpec::Users(fraction) => write!(f, "users:{fraction}"),
             SplitSpec::Items(fraction) => write!(f, "items:{fraction}"),
+            SplitSpec::Time { train, end } if *end >= 1.0 => write!(f, "time:{train}"),
+            SplitSpec::Time { train, end } => write!(f, "time:{train}:{end}"),
             SplitSpec::None => write!(f, "none"),
         }
     }
@@ -130,6 +152,23 @@ pub(super) fn apply(dataset: &mut Dataset, spec: &SplitSpec, seed: u64) -> Resul
                 &mut Rng::derive(seed, 0x17E5),
             );
             hold_out_items(dataset, items);
+        }
+        SplitSpec::Time { train, end } => {
+            let mut times: Vec<i64> = dataset.interactions.iter().map(|it| it.timestamp).collect();
+            times.sort_unstable();
+            let at = |q: f64| {
+                let i = ((times.len() as f64 * q).floor() as usize).min(times.len());
+                times.get(i).copied().unwrap_or(i64::MAX)
+            };
+            let (t, stop) = (at(*train), if *end >= 1.0 { i64::MAX } else { at(*end) });
+            dataset.interactions.retain(|it| it.timestamp < stop);
+            for it in &mut dataset.interactions {
+                it.part = if it.timestamp < t {
+                    Part::Train
+                } else {
+                    Part::Test
+                };
+            }
         }
         SplitSpec::Canonical(_) | SplitSpec::File(_) => {}
     }
@@ -255,6 +294,8 @@ mod tests {
             "random:0.2",
             "users:0.2",
             "items:0.25",
+            "time:0.8",
+            "time:0.64:0.8",
             "file:/tmp/x.test",
             "none",
         ] {
@@ -273,6 +314,9 @@ mod tests {
             "users:0",
             "items:-0.1",
             "items:",
+            "time:1",
+            "time:0.8:0.5",
+            "time:0.5:x",
         ] {
             let e = s.parse::<SplitSpec>().unwrap_err().to_string();
             assert!(e.contains(s) && e.contains("--split"), "{e}");

@@ -146,11 +146,15 @@ pub fn generate(config: &SyntheticConfig, seed: u64) -> Dataset {
                 1 + rng.below(4)
             };
             clock += 1 + rng.below(600) as i64;
+            // A user's n-th interaction falls on day n (at a time of day that varies), so that
+            // users interleave in time and a `time:` split leaves each user's later interactions
+            // to replay (the clock's draws are those of the data before timestamps mattered).
+            let day = taken.len() as i64 - 1;
             interactions.push(Interaction {
                 user: u as u32,
                 item: item as u32,
                 rating: Some(rating as f32),
-                timestamp: clock,
+                timestamp: 1_600_000_000 + day * 86_400 + clock % 86_400,
                 part: Part::Train,
             });
         }

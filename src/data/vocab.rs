@@ -55,6 +55,14 @@ impl FeatureVocabulary {
         v
     }
 
+    /// The same vocabulary with these features added after the others (present ones are kept).
+    pub fn with_features<S: AsRef<str>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        for name in names {
+            self.insert(name.as_ref());
+        }
+        self
+    }
+
     fn insert(&mut self, name: &str) -> u32 {
         if let Some(&i) = self.index.get(name) {
             return i;
@@ -167,6 +175,21 @@ impl FeatureRows {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The same rows, each followed by the history features of `histories[r]` (vocabulary
+    /// indices) weighted 1/√n (`fm::history`).
+    pub fn with_histories(&self, histories: &[Vec<u32>]) -> FeatureRows {
+        let mut out = FeatureRows {
+            offsets: vec![0],
+            ..Default::default()
+        };
+        for (r, history) in histories.iter().enumerate().take(self.len()) {
+            let (idx, val) = crate::fm::history::with_history(self.row(r), history);
+            let row: Vec<(u32, f32)> = idx.into_iter().zip(val).collect();
+            out.push(&row);
+        }
+        out
     }
 
     /// Feature indices and values of row `r`. **Panics** if `r` is out of range.

@@ -151,6 +151,10 @@ pub struct ArtifactMeta {
     /// the model was built (train and test alike: what recall must not offer again), sorted and
     /// without repeats once loaded. Files written before the deployment path hold train ones only.
     pub seen: Vec<Vec<u32>>,
+    /// Each known user's train history, when the model has history features (absent from models
+    /// trained without them, and from files written before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<super::history::HistoryMeta>,
 }
 
 /// A model with its metadata.
@@ -259,6 +263,20 @@ impl ModelArtifact {
         {
             return Err(corrupted("seen lists do not match users and items".into()));
         }
+        if let Some(h) = &meta.history {
+            if h.per_user.len() != meta.users.len()
+                || h.max_items != meta.params.history
+                || h.per_user.iter().any(|l| l.len() > h.max_items)
+                || h.per_user
+                    .iter()
+                    .flatten()
+                    .any(|&i| i as usize >= meta.items.len())
+            {
+                return Err(corrupted(
+                    "history lists do not match users, items and params.history".into(),
+                ));
+            }
+        }
         // Readers binary-search them (recall's exclusion filter); training writes them so already.
         for seen in &mut meta.seen {
             seen.sort_unstable();
@@ -299,7 +317,36 @@ impl ModelArtifact {
     /// Every known user's features encoded with the vocabulary, in `meta.users` order: what
     /// serving and the export compute user queries from.
     pub fn user_rows(&self) -> FeatureRows {
+        let rows = self.base_user_rows();
+        match &self.meta.history {
+            Some(history) => rows.with_histories(&self.history_features(&history.per_user)),
+            None => rows,
+        }
+    }
+
+    /// Every known user's id and side features, without history features (`fm::history`).
+    pub fn base_user_rows(&self) -> FeatureRows {
         FeatureRows::encode(&self.meta.vocabulary, &self.meta.users)
+    }
+
+    /// Per catalog item (`meta.items` order), the index of its history feature, if any.
+    pub fn item_history_features(&self) -> Vec<Option<u32>> {
+        let ids: Vec<&str> = self.meta.items.iter().map(|e| e.id.as_str()).collect();
+        super::history::item_features(&self.meta.vocabulary, &ids)
+    }
+
+    /// Lists of item slots as lists of their history features (items without one left out).
+    fn history_features(&self, lists: &[Vec<u32>]) -> Vec<Vec<u32>> {
+        let features = self.item_history_features();
+        lists
+            .iter()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|&i| features.get(i as usize).copied().flatten())
+                    .collect()
+            })
+            .collect()
     }
 
     /// Every catalog item's features encoded with the vocabulary, in `meta.items` order: what

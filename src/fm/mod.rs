@@ -5,8 +5,10 @@ pub mod artifact;
 pub mod eval;
 pub mod export;
 pub mod export_files;
+pub mod history;
 pub mod model;
 pub mod npy;
+pub mod replay;
 pub mod report;
 pub mod train;
 
@@ -15,4 +17,4 @@ pub use eval::{EvalSet, Metrics};
 pub use export::UserQuery;
 pub use export_files::{write_npy, ExportError, ExportManifest, ExportReport};
 pub use model::FmModel;
-pub use train::{Loss, Schedule, TrainError, TrainParams, TrainingSet};
+pub use train::{Loss, Schedule, TrainError, TrainHistory, TrainParams, TrainingSet};

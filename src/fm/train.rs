@@ -82,6 +82,17 @@ pub struct TrainParams {
     /// id); `None` uses `learning_rate`.
     #[serde(default)]
     pub side_learning_rate: Option<f32>,
+    /// History features (`history.rs`): each user's most recent this-many train items enter their
+    /// row as user-side features weighted 1/√n. 0 (the default, and every model trained before it
+    /// existed) turns them off.
+    #[serde(default)]
+    pub history: usize,
+    /// How training builds a positive's history: with this probability, the `history` items the
+    /// user had *before* it (causal: the next-item task that recall following events faces);
+    /// otherwise the user's last `history` items without it (leave-one-out: their profile).
+    /// 0 is always leave-one-out, 1 always causal.
+    #[serde(default)]
+    pub causal_history: f32,
 }
 
 impl TrainParams {
@@ -122,6 +133,12 @@ impl TrainParams {
         if !(0.0..=1.0).contains(&self.item_id_dropout) {
             return Err(bad("item_id_dropout", "in [0, 1]", self.item_id_dropout));
         }
+        if !(0.0..=1.0).contains(&self.causal_history) {
+            return Err(bad("causal_history", "in [0, 1]", self.causal_history));
+        }
+        if self.history > MAX_HISTORY {
+            return Err(bad("history", "in 0..=10000", self.history));
+        }
         if let Some(lr) = self.side_learning_rate {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(bad("side_learning_rate", "a finite number > 0", lr));
@@ -130,6 +147,9 @@ impl TrainParams {
         Ok(())
     }
 }
+
+/// The longest history `TrainParams::history` may ask for.
+pub const MAX_HISTORY: usize = 10_000;
 
 /// How many epochs to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,6 +194,71 @@ pub struct TrainingSet {
     /// negatives, since recall excludes them anyway (pushing them down would push down their
     /// look-alikes, which are the very items the user wants next).
     pub user_seen: Vec<Vec<u32>>,
+    /// Each user's history, when the model has history features (`user_rows` then hold none:
+    /// each positive's row is built without the positive itself, so the model learns what a
+    /// history says about *other* items rather than that a user likes what they already had,
+    /// which recall never offers).
+    pub history: Option<TrainHistory>,
+}
+
+/// The users' train histories as the trainer reads them.
+#[derive(Debug, Clone)]
+pub struct TrainHistory {
+    /// Per user, (item, its history feature) of every train item with a history feature,
+    /// oldest first, each once (at its latest interaction).
+    pub items: Vec<Vec<(u32, u32)>>,
+    /// Per user, (item, its position in `items`), sorted by item.
+    pub position: Vec<Vec<(u32, u32)>>,
+    /// Items a positive's history holds at most (`TrainParams::history`).
+    pub max_items: usize,
+    /// Probability of a causal history (the items before the positive) rather than
+    /// leave-one-out.
+    pub causal: f32,
+}
+
+impl TrainHistory {
+    /// From each user's items (item, feature) oldest first.
+    pub fn new(items: Vec<Vec<(u32, u32)>>, max_items: usize, causal: f32) -> Self {
+        let position = items
+            .iter()
+            .map(|list| {
+                let mut p: Vec<(u32, u32)> = (list.iter().enumerate())
+                    .map(|(at, &(item, _))| (item, at as u32))
+                    .collect();
+                p.sort_unstable();
+                p
+            })
+            .collect();
+        TrainHistory {
+            items,
+            position,
+            max_items,
+            causal,
+        }
+    }
+
+    /// The history features of user `u`'s row for positive `i` (pushed onto `out`): the items
+    /// before it when `causal`, else the last ones without it.
+    fn features_for(&self, u: u32, i: u32, causal: bool, out: &mut Vec<u32>) {
+        let list = &self.items[u as usize];
+        let at = self.position[u as usize]
+            .binary_search_by_key(&i, |&(item, _)| item)
+            .ok()
+            .map(|p| self.position[u as usize][p].1 as usize);
+        if causal {
+            let end = at.unwrap_or(list.len());
+            let start = end.saturating_sub(self.max_items);
+            out.extend(list[start..end].iter().map(|&(_, f)| f));
+        } else {
+            let start = list.len().saturating_sub(self.max_items);
+            out.extend(
+                list[start..]
+                    .iter()
+                    .filter(|&&(item, _)| item != i)
+                    .map(|&(_, f)| f),
+            );
+        }
+    }
 }
 
 /// One epoch's figures.
@@ -352,6 +437,9 @@ struct Worker<'a> {
     grad: Vec<f32>,
     scratch: Vec<f32>,
     step: Scratch,
+    /// The user's row with their history (leave-one-out), when the model has history features.
+    row_idx: Vec<u32>,
+    row_val: Vec<f32>,
 }
 
 /// Buffers for one Adagrad step.
@@ -379,6 +467,8 @@ impl<'a> Worker<'a> {
                 param: vec![0.0; k],
                 acc: vec![0.0; k],
             },
+            row_idx: Vec::new(),
+            row_val: Vec::new(),
         }
     }
 
@@ -413,14 +503,36 @@ impl<'a> Worker<'a> {
         let n_items = data.item_rows.len();
         let (p_user, p_item) = (self.hp.user_id_dropout, self.hp.item_id_dropout);
         let mut loss_sum = 0.0f64;
+        let (mut row_idx, mut row_val) = (
+            std::mem::take(&mut self.row_idx),
+            std::mem::take(&mut self.row_val),
+        );
         for &(u, i) in positives {
-            let u_row = Self::maybe_drop(
+            let mut u_row = Self::maybe_drop(
                 &mut self.rng,
                 p_user,
                 &data.user_rows,
                 &data.user_side_rows,
                 u,
             );
+            if let Some(history) = &data.history {
+                // The positive is never part of the history that predicts it.
+                row_idx.clear();
+                row_val.clear();
+                row_idx.extend_from_slice(u_row.0);
+                row_val.extend_from_slice(u_row.1);
+                let base = row_idx.len();
+                // No random number is drawn at 0 or 1, so those runs are what they were.
+                let causal = match history.causal {
+                    c if c <= 0.0 => false,
+                    c if c >= 1.0 => true,
+                    c => self.rng.uniform() < c as f64,
+                };
+                history.features_for(u, i, causal, &mut row_idx);
+                let w = super::history::weight(row_idx.len() - base);
+                row_val.resize(row_idx.len(), w);
+                u_row = (&row_idx, &row_val);
+            }
             let i_row = Self::maybe_drop(
                 &mut self.rng,
                 p_item,
@@ -484,6 +596,8 @@ impl<'a> Worker<'a> {
                 }
             }
         }
+        self.row_idx = row_idx;
+        self.row_val = row_val;
         loss_sum
     }
 
@@ -740,6 +854,36 @@ pub fn train(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_positive_is_predicted_from_the_history_before_it_or_from_the_rest() {
+        // One user's items 10, 11, 12, 13 (features 110..113), oldest first.
+        let items = vec![vec![(10, 110), (11, 111), (12, 112), (13, 113)]];
+        let features = |h: &TrainHistory, i: u32| {
+            let mut out = Vec::new();
+            h.features_for(0, i, h.causal >= 1.0, &mut out);
+            out
+        };
+        let causal = TrainHistory::new(items.clone(), 2, 1.0);
+        assert_eq!(
+            features(&causal, 10),
+            Vec::<u32>::new(),
+            "nothing before the first"
+        );
+        assert_eq!(features(&causal, 12), vec![110, 111]);
+        assert_eq!(
+            features(&causal, 13),
+            vec![111, 112],
+            "the last two before it"
+        );
+        let loo = TrainHistory::new(items, 3, 0.0);
+        assert_eq!(
+            features(&loo, 12),
+            vec![111, 113],
+            "the last three, itself left out"
+        );
+        assert_eq!(features(&loo, 10), vec![111, 112, 113]);
+    }
+
     use super::*;
 
     /// Feeds validation figures to a chooser, with a model whose bias records the epoch.

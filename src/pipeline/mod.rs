@@ -9,7 +9,8 @@ mod train;
 pub use registration::{register, Activation, ActivationRule, Registration};
 pub use summary::{figure_text, TrainSummary};
 pub use train::{
-    data_source, run_eval, run_train, train_on, EpochChoice, EvalOutcome, Progress, TrainJob,
+    data_source, run_eval, run_replay, run_train, train_on, EpochChoice, EvalOutcome, Progress,
+    TrainJob,
 };
 
 use std::path::PathBuf;

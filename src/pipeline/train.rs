@@ -11,9 +11,11 @@ use crate::data::{
 };
 use crate::fm::artifact::{make_version, rfc3339, ArtifactMeta, ModelFit, TrainingInfo};
 use crate::fm::eval::{evaluate, evaluate_model, popularity, ColdKind, ColdStart, Comparison};
+use crate::fm::history::{self, HistoryMeta};
 use crate::fm::train::{train, EpochReport, TrainOutcome};
 use crate::fm::{
-    EvalSet, FmModel, Metrics, ModelArtifact, Schedule, TrainError, TrainParams, TrainingSet,
+    EvalSet, FmModel, Metrics, ModelArtifact, Schedule, TrainError, TrainHistory, TrainParams,
+    TrainingSet,
 };
 
 /// How the number of epochs is chosen.
@@ -115,16 +117,72 @@ impl Thresholds {
     }
 }
 
+/// Per user, (item, history feature) of the most recent `max_items` items of their train history
+/// that the vocabulary has a history feature for (`fm::history`).
+fn history_features(
+    dataset: &Dataset,
+    vocab: &FeatureVocabulary,
+    max_items: usize,
+) -> Vec<Vec<(u32, u32)>> {
+    let ids: Vec<&str> = dataset.items.iter().map(|e| e.id.as_str()).collect();
+    let features = history::item_features(vocab, &ids);
+    history::train_histories(dataset, max_items.max(1))
+        .into_iter()
+        .map(|items| {
+            items
+                .into_iter()
+                .filter_map(|i| Some((i, features[i as usize]?)))
+                .collect()
+        })
+        .collect()
+}
+
+/// The vocabulary of a model trained on `dataset`, with a history feature per item it knows when
+/// `history` > 0.
+fn vocabulary(dataset: &Dataset, history: usize) -> FeatureVocabulary {
+    let vocab = FeatureVocabulary::from_train(dataset);
+    if history == 0 {
+        return vocab;
+    }
+    let names: Vec<String> = (dataset.items.iter().enumerate())
+        .filter(|(i, _)| !dataset.held_out.item(*i as u32))
+        .map(|(_, e)| history::feature_name(&e.id))
+        .collect();
+    vocab.with_features(names)
+}
+
 fn prepare(
     dataset: &Dataset,
     vocab: &FeatureVocabulary,
     thresholds: Thresholds,
     k: usize,
+    history: (usize, f32),
 ) -> Prepared {
     // Held-out users and items are seen from their side features alone, even where the vocabulary
     // knows their id (validation users carved from the training users, under early stopping).
     let held = &dataset.held_out;
     let user_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.users, |u| held.user(u));
+    // With history features, training builds each positive's row itself (leaving the positive
+    // out); evaluation sees every user with their whole (cut) train history, as serving does.
+    let (history, causal) = history;
+    // Every train item of each user (causal histories reach back from any positive), the last
+    // `history` of them for evaluation.
+    let histories = (history > 0).then(|| history_features(dataset, vocab, usize::MAX));
+    let eval_user_rows = match &histories {
+        Some(h) => {
+            let features: Vec<Vec<u32>> = h
+                .iter()
+                .map(|h| {
+                    h[h.len().saturating_sub(history)..]
+                        .iter()
+                        .map(|&(_, f)| f)
+                        .collect()
+                })
+                .collect();
+            user_rows.with_histories(&features)
+        }
+        None => user_rows.clone(),
+    };
     let item_rows = FeatureRows::encode_dropping_ids(vocab, &dataset.items, |i| held.item(i));
     let positive = |it: &crate::data::Interaction| Dataset::is_positive(it, thresholds.train);
     let positives: Vec<(u32, u32)> = dataset
@@ -138,7 +196,7 @@ fn prepare(
         dataset,
         thresholds.eval,
         k,
-        user_rows.clone(),
+        eval_user_rows,
         item_rows.clone(),
     );
     Prepared {
@@ -151,12 +209,19 @@ fn prepare(
                 for j in ids.filter_map(|e| vocab.get(e.features.first()?)) {
                     is_id[j as usize] = true;
                 }
+                // An item's history feature is its own, like an id (and learns at the ids' rate).
+                for j in 0..vocab.len() as u32 {
+                    if history::is_history_feature(vocab.name(j)) {
+                        is_id[j as usize] = true;
+                    }
+                }
                 is_id
             },
             user_rows,
             item_rows,
             positives,
             user_seen,
+            history: histories.map(|h| TrainHistory::new(h, history, causal)),
         },
         eval: (!eval.users.is_empty()).then_some(eval),
     }
@@ -196,9 +261,10 @@ pub fn train_on(
             job.validation_seed.unwrap_or(job.params.seed),
         );
     }
-    let vocab = FeatureVocabulary::from_train(&dataset);
+    let history = (job.params.history, job.params.causal_history);
+    let vocab = vocabulary(&dataset, history.0);
     let thresholds = Thresholds::new(job.min_rating, job.train_min_rating);
-    let full = prepare(&dataset, &vocab, thresholds, job.eval_k);
+    let full = prepare(&dataset, &vocab, thresholds, job.eval_k, history);
     if full.training.positives.is_empty() {
         return Err(DataError::Unusable(format!(
             "{}: no train interaction has a rating >= {} (no positives to learn from)",
@@ -240,7 +306,7 @@ pub fn train_on(
             let seed = job.validation_seed.unwrap_or(job.params.seed);
             let carved =
                 ValidationSplit::carve(&dataset, job.validation_fraction, job.min_rating, seed);
-            let val = prepare(&carved, &vocab, thresholds, job.eval_k);
+            let val = prepare(&carved, &vocab, thresholds, job.eval_k, history);
             let Some(val_eval) = val.eval.as_ref() else {
                 return Err(DataError::Unusable(
                     "too few positives per user to carve validation data for early stopping \
@@ -302,8 +368,8 @@ pub fn train_on(
     drop(full);
     let (fit, served, refit_seconds) = if job.refit_on_all && evaluated && !job.tune {
         let everything = dataset.into_everything_as_train();
-        let vocab_all = FeatureVocabulary::from_train(&everything);
-        let all = prepare(&everything, &vocab_all, thresholds, job.eval_k);
+        let vocab_all = vocabulary(&everything, history.0);
+        let all = prepare(&everything, &vocab_all, thresholds, job.eval_k, history);
         let epochs = outcome.best_epoch.max(1);
         let n_all = vocab_all.len();
         let refitted = phase(progress, "refit", epochs, |r| {
@@ -479,8 +545,27 @@ fn build_artifact(
             );
         }
     }
+    // The train history of each known user, in artifact item slots: serving rebuilds their row
+    // from it and the events since (`fm::history`).
+    let history = (job.params.history > 0).then(|| {
+        let all = history::train_histories(dataset, job.params.history);
+        HistoryMeta {
+            max_items: job.params.history,
+            per_user: (all.iter().zip(dataset.users_in_train()))
+                .filter(|(_, trained)| *trained)
+                .map(|(items, _)| {
+                    items
+                        .iter()
+                        .map(|&i| slot[i as usize])
+                        .filter(|&s| s != u32::MAX)
+                        .collect()
+                })
+                .collect(),
+        }
+    });
     ModelArtifact {
         meta: ArtifactMeta {
+            history,
             version: version.to_string(),
             created_at: rfc3339(now),
             params: job.params.clone(),
@@ -529,7 +614,16 @@ pub fn run_eval(
     };
     let min_rating = artifact.meta.training.min_rating;
     let thresholds = Thresholds::new(min_rating, artifact.meta.training.train_min_rating);
-    let prepared = prepare(&dataset, &artifact.meta.vocabulary, thresholds, k);
+    let prepared = prepare(
+        &dataset,
+        &artifact.meta.vocabulary,
+        thresholds,
+        k,
+        (
+            artifact.meta.params.history,
+            artifact.meta.params.causal_history,
+        ),
+    );
     let set = prepared.eval.ok_or_else(|| {
         DataError::Unusable("the split has no test positives to evaluate on".into())
     })?;
@@ -537,6 +631,45 @@ pub fn run_eval(
         metrics: evaluate_model(&artifact.model, &set, threads),
         warnings,
     })
+}
+
+/// `fmrecall eval --replay`: the saved model, trained on the train part of a `time:` split,
+/// against each user's interactions after T replayed in time order (`fm::replay`).
+pub fn run_replay(
+    model_path: &std::path::Path,
+    source: &DataSource,
+    k: usize,
+    threads: usize,
+) -> Result<(crate::fm::replay::ReplayReport, Vec<String>), JobError> {
+    if !matches!(source.split, crate::data::SplitSpec::Time { .. }) {
+        return Err(DataError::InvalidOption(format!(
+            "--replay replays interactions in time order: give --split time:QUANTILE, not {}",
+            source.split
+        ))
+        .into());
+    }
+    let artifact = ModelArtifact::load(model_path)?;
+    let mut dataset = Dataset::load(source)?;
+    dataset.restrict_features(artifact.meta.training.features);
+    let training = &artifact.meta.training;
+    let mut warnings = Vec::new();
+    if training.split != source.split.to_string() || training.fit != ModelFit::TrainSplit {
+        warnings.push(format!(
+            "{}: this model was fitted on {} ({}), not on the train part of --split {}: the \
+             replay sees what it learnt from",
+            model_path.display(),
+            training.split,
+            training.fit.figures_source(),
+            source.split
+        ));
+    }
+    let report = crate::fm::replay::replay(&artifact, &dataset, k, threads);
+    if report.steps == 0 {
+        return Err(
+            DataError::Unusable("the split has no interaction after T to replay".into()).into(),
+        );
+    }
+    Ok((report, warnings))
 }
 
 /// The data source described by the `[data]` settings.
@@ -567,6 +700,8 @@ impl TrainJob {
             user_id_dropout: t.user_id_dropout,
             item_id_dropout: t.item_id_dropout,
             side_learning_rate: t.side_learning_rate,
+            history: t.history,
+            causal_history: t.causal_history,
         };
         params.check()?;
         if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {

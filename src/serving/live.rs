@@ -63,6 +63,8 @@ pub struct LiveModel {
     reload_lock: tokio::sync::Mutex<()>,
     /// The last item change (the catalog's change log) applied to the serving model.
     items_seen_up_to: AtomicI64,
+    /// The last row of the catalog's `events` table applied to the serving model.
+    events_seen_up_to: AtomicI64,
     /// When the index was last re-measured after live writes.
     last_measure: Mutex<Option<std::time::Instant>>,
     /// Held across "write the catalog, then the model" and across "read the catalog's changes,
@@ -97,6 +99,12 @@ const MEASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// seen can still appear; replaying an unchanged row does nothing.
 const CHANGE_LOOKBACK: i64 = 256;
 
+/// Event rows re-read behind the last one applied on every poll, for the same reason. Wider than
+/// [`CHANGE_LOOKBACK`]: one `POST /v1/events` takes up to ten times `max_batch` rows (1,000 by
+/// default) in one transaction, and a transaction that commits after others that started later
+/// must still fall inside the window. Re-reading 4,096 short rows is about a millisecond.
+const EVENT_LOOKBACK: i64 = 4096;
+
 impl LiveModel {
     /// No model serving yet; with a database, `follow_registry` makes [`LiveModel::sync_with_registry`]
     /// serve whatever model is active there.
@@ -110,6 +118,7 @@ impl LiveModel {
             refused: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
             items_seen_up_to: AtomicI64::new(0),
+            events_seen_up_to: AtomicI64::new(0),
             last_measure: Mutex::new(None),
             catalog_lock: tokio::sync::Mutex::new(()),
         }
@@ -161,8 +170,18 @@ impl LiveModel {
             None => None,
         };
         let (seen_up_to, rows) = catalog.unwrap_or_default();
+        // Every stored event, so that recall leaves out what users did since the data the model
+        // was trained on was read (pairs it trained on add nothing); later rows come with polls.
+        let (events, events_up_to) = match &self.store {
+            Some(store) => store
+                .events_since(0)
+                .await
+                .map_err(|e| SwapError::Refused(format!("reading the catalog's events: {e}")))?,
+            None => (Vec::new(), 0),
+        };
         let loaded = tokio::task::spawn_blocking(move || {
             let model = ServingModel::load(&path, &settings)?;
+            model.add_events(&events);
             model.apply_catalog(&rows)?;
             if model.live_counts().slots_appended > 0 {
                 model.measure_quality_now()?;
@@ -174,12 +193,15 @@ impl LiveModel {
         .map_err(|e| SwapError::Refused(e.to_string()))?;
         loaded.set_inactive(&self.inactive_ids.load());
         self.items_seen_up_to.store(seen_up_to, Ordering::Release);
+        self.events_seen_up_to
+            .fetch_max(events_up_to, Ordering::AcqRel);
         let version = loaded.meta().version.clone();
         let load_seconds = loaded.load_seconds();
         let previous = self.model.swap(Some(Arc::new(loaded)));
         tracing::info!(version = %version, load_seconds, "model swapped in");
         // What was written while it loaded.
         self.replay_item_changes().await;
+        self.replay_events().await;
         Ok(Swapped {
             version,
             previous_version: previous.map(|m| m.meta().version.clone()),
@@ -191,6 +213,7 @@ impl LiveModel {
     /// to the serving model: how replicas converge on what another one took.
     pub async fn refresh_catalog(&self) {
         self.replay_item_changes().await;
+        self.replay_events().await;
         self.remeasure_if_written().await;
         let _catalog = self.catalog_lock.lock().await;
         self.refresh_inactive().await;
@@ -232,6 +255,44 @@ impl LiveModel {
             Ok(Err(e)) => tracing::error!(error = %e, "replaying item changes failed"),
             Err(e) => tracing::error!(error = %e, "replaying item changes panicked"),
         }
+    }
+
+    /// Applies the events stored since the last ones applied (and a window behind them, see
+    /// [`EVENT_LOOKBACK`]) to the serving model.
+    async fn replay_events(&self) {
+        let Some(store) = &self.store else { return };
+        let since = self.events_seen_up_to.load(Ordering::Acquire) - EVENT_LOOKBACK;
+        let (events, last) = match store.events_since(since.max(0)).await {
+            Ok(read) => read,
+            Err(e) => return tracing::warn!(error = %e, "reading events failed"),
+        };
+        // Before the first model, nothing to apply: it reads every event when it loads.
+        if let Some(model) = self.current() {
+            model.add_events(&events);
+        }
+        self.events_seen_up_to.fetch_max(last, Ordering::AcqRel);
+    }
+
+    /// Stores events in the catalog (for the next training run), then adds them to the serving
+    /// model: recall leaves their items out from the moment this returns. Returns how many were
+    /// new to the database. **Errors** without a database or when the catalog refuses.
+    pub async fn record_events(
+        &self,
+        records: &[crate::store::EventRecord],
+    ) -> Result<u64, WriteError> {
+        let store = self.store.as_ref().ok_or(WriteError::NoDatabase)?;
+        let recorded = store.record_events(records).await?;
+        if let Some(model) = self.current() {
+            let pairs: Vec<crate::store::EventPair> = records
+                .iter()
+                .map(|r| crate::store::EventPair {
+                    user_id: r.user_id.clone(),
+                    item_id: r.item_id.clone(),
+                })
+                .collect();
+            model.add_events(&pairs);
+        }
+        Ok(recorded)
     }
 
     /// Stores items in the catalog, then writes them into the serving model (recallable when

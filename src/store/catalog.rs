@@ -36,6 +36,15 @@ pub struct EventRecord {
     pub timestamp: i64,
 }
 
+/// Who interacted with what: an event as serving uses it (exclusion and history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPair {
+    /// User id.
+    pub user_id: String,
+    /// Item id.
+    pub item_id: String,
+}
+
 /// `($1, $2, …), (…)` for `rows` rows of `width` parameters.
 fn placeholders(rows: usize, width: usize) -> String {
     placeholders_with(rows, width, "")
@@ -333,6 +342,39 @@ impl Store {
             rows.iter().map(catalog_item).collect::<Result<_, _>>()?,
             last,
         ))
+    }
+
+    /// The last event stored (its row id; 0 when none).
+    pub async fn last_event(&self) -> Result<i64, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// The (user, item) pairs of the events stored after row `since`, in row order, and the last
+    /// row id read. As with item changes, a PostgreSQL sequence may commit out of order: callers
+    /// re-read a window behind their last row (see `LiveModel`); applying a pair twice changes
+    /// nothing.
+    pub async fn events_since(&self, since: i64) -> Result<(Vec<EventPair>, i64), StoreError> {
+        let last = self.last_event().await?;
+        let rows = sqlx::query(
+            "SELECT user_id, item_id FROM events WHERE id > $1 AND id <= $2 ORDER BY id",
+        )
+        .bind(since)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        let pairs = rows
+            .iter()
+            .map(|r| {
+                Ok(EventPair {
+                    user_id: r.try_get("user_id")?,
+                    item_id: r.try_get("item_id")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok((pairs, last))
     }
 
     /// Creates or replaces a user's side features.

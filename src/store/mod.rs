@@ -12,7 +12,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, SqlSafeStr};
 
-pub use catalog::{EventRecord, ImportReport, ItemRecord};
+pub use catalog::{EventPair, EventRecord, ImportReport, ItemRecord};
 pub use registry::{file_sha256, verify_artifact, ModelRecord, ModelStatus};
 
 /// Database failures.

@@ -44,6 +44,8 @@ pub fn small_params(loss: Loss) -> TrainParams {
         user_id_dropout: 0.0,
         item_id_dropout: 0.0,
         side_learning_rate: None,
+        history: 0,
+        causal_history: 0.0,
     }
 }
 
