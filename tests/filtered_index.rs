@@ -185,12 +185,33 @@ fn the_served_graph_tunes_its_filtered_breadth_at_load_and_reports_it() {
     let (index, quality) = build(Arc::new(vectors), &settings, &queries).unwrap();
     let filtered = quality.unwrap().filtered.expect("our graph tunes it");
     assert_eq!(filtered.target, settings.target_filtered_recall);
+    // The selectivities it walks reach the target; the others it scans exactly.
     assert!(
         filtered.recall_at_10 >= filtered.target,
         "{filtered:?} falls short of its target"
     );
+    let info = index.info();
+    assert_eq!(info.params["filtered_ef_search"], filtered.ef_search);
     assert_eq!(
-        index.info().params["filtered_ef_search"],
-        filtered.ef_search
+        info.params["filtered_exact_below_share"],
+        filtered.exact_below_share
     );
+    // Served: a random filter of each probe's selectivity recalls at least the target.
+    let exact = ExactIndex::new(Arc::new(clustered(20_000, 200, 16, 40, 12).0));
+    let mut rng = Rng::new(77);
+    for s in [0.1, 0.5] {
+        let only: Vec<u32> = (0..20_000u32).filter(|_| rng.uniform() < s).collect();
+        let (mut found, mut wanted) = (0, 0);
+        for q in &queries {
+            let want = ids(&exact.search(q, 10, None, Filter::Only(&only)).unwrap());
+            let got = ids(&index.search(q, 10, None, Filter::Only(&only)).unwrap());
+            found += want.iter().filter(|i| got.contains(i)).count();
+            wanted += want.len();
+        }
+        let recall = found as f64 / wanted as f64;
+        assert!(
+            recall >= 0.99,
+            "s {s}: served recall@10 {recall} ({filtered:?})"
+        );
+    }
 }

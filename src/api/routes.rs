@@ -86,7 +86,7 @@ fn check_history(history: &[String], at: &str) -> Result<(), ApiError> {
         ));
     }
     for (i, id) in history.iter().enumerate() {
-        if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        if id.is_empty() || id.chars().count() > 256 || id.chars().any(char::is_control) {
             return Err(ApiError::field(
                 format!("{at}history[{i}]"),
                 "an item id: 1..=256 printable characters",
@@ -117,7 +117,7 @@ fn check_filter(filter: &ItemFilter, at: &str) -> Result<(), ApiError> {
             ),
         ));
     }
-    let bad = |s: &str| s.is_empty() || s.len() > 256 || s.chars().any(char::is_control);
+    let bad = |s: &str| s.is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control);
     for (place, condition) in filter.conditions() {
         let field = format!("{at}filter.{place}");
         let (key, values): (Option<&str>, Vec<&str>) = match condition {

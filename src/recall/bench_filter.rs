@@ -218,8 +218,10 @@ pub fn run(
             q.ef_search,
             q.recall_at_10,
             q.filtered.map_or("-".into(), |f| format!(
-                "{} (probe recall@10 {:.4})",
-                f.ef_search, f.recall_at_10
+                "{} (probe recall@10 {:.4}), exact below {}% allowed",
+                f.ef_search,
+                f.recall_at_10,
+                f.exact_below_share * 100.0
             ))
         )),
     ));

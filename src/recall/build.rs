@@ -276,20 +276,27 @@ pub struct FilteredBreadth {
     /// The smallest of [`EF_LADDER`] whose filtered recall@10 reached the target on every probe
     /// filter (the largest when none did).
     pub ef_search: usize,
-    /// The lowest recall@10 over the probe filters at that breadth, of the graph's walks alone
-    /// (no norm walk, no exact scans: as served, recall is at least this).
+    /// The lowest recall@10 over the probe filters the graph walks at that breadth, of its walks
+    /// alone (no norm walk, no exact scans: as served, recall is at least this); 1.0 when it walks
+    /// none of them.
     pub recall_at_10: f64,
+    /// Filters allowing fewer than this share of the items are scanned exactly: the walks did
+    /// not reach the target under the probe filters below it even at the widest breadth (1.0: no
+    /// filtered walks at all; 0: every probe reached it).
+    pub exact_below_share: f64,
     /// The target (`index.target_filtered_recall`).
     pub target: f64,
 }
 
 /// Shares of the items allowed by the seeded random filters the filtered breadth is tuned on.
-const PROBE_SELECTIVITIES: [f64; 3] = [0.1, 0.5, 0.9];
+const PROBE_SELECTIVITIES: [f64; 4] = [0.1, 0.25, 0.5, 0.9];
 
-/// Chooses `graph`'s breadth for selective filtered walks: the smallest of [`EF_LADDER`] whose
-/// recall@10 against the exact filtered top 10 reaches `target` on `queries` under each probe
-/// filter, measured on the walks themselves (the planner off: a scan it chose would recall 1.0 and
-/// say nothing of the walk). None when the target is 0 (keep `ef_search`).
+/// Chooses how `graph` serves selective filters, measured on its walks themselves (the planner
+/// off, no give-ups: a scan would recall 1.0 and say nothing of the walk) against the exact
+/// filtered top 10 on `queries` under each probe filter: first which selectivities walks can serve
+/// (those reaching `target` at the widest breadth; below the least selective of them filters are
+/// scanned exactly), then the smallest breadth of [`EF_LADDER`] at which they all reach it. None
+/// when the target is 0 (keep `ef_search`).
 fn tune_filtered_ef(
     graph: &mut GraphIndex,
     exact: &ExactIndex,
@@ -309,23 +316,50 @@ fn tune_filtered_ef(
         .iter()
         .map(|p| exact_truth(exact, queries, 10, Filter::Only(p)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut worst = 0.0;
     graph.set_walks_only(true);
+    let recalls = |graph: &GraphIndex, ef: usize| -> Result<Vec<f64>, IndexError> {
+        probes
+            .iter()
+            .zip(&truths)
+            .map(|(p, truth)| recall_against(graph, queries, truth, 10, Some(ef), Filter::Only(p)))
+            .collect()
+    };
+    // Which selectivities walks can serve at all: those reaching the target at the widest
+    // breadth. Below the least selective of them the planner scans exactly.
+    let widest = EF_LADDER[EF_LADDER.len() - 1];
+    let at_widest = recalls(graph, widest)?;
+    let served = PROBE_SELECTIVITIES
+        .iter()
+        .zip(&at_widest)
+        .filter(|(_, &r)| r >= target)
+        .map(|(&s, _)| s)
+        .fold(f64::INFINITY, f64::min);
+    let exact_below_share = served.min(1.0);
+    let mut chosen = (widest, at_widest.clone());
     for ef in EF_LADDER {
-        graph.set_filtered_ef(ef);
-        worst = f64::INFINITY;
-        for (p, truth) in probes.iter().zip(&truths) {
-            let r = recall_against(&*graph, queries, truth, 10, None, Filter::Only(p))?;
-            worst = f64::min(worst, r);
-        }
-        if worst >= target {
+        let r = recalls(graph, ef)?;
+        let reaches = PROBE_SELECTIVITIES
+            .iter()
+            .zip(&r)
+            .all(|(&s, &r)| s < exact_below_share || r >= target);
+        if reaches {
+            chosen = (ef, r);
             break;
         }
     }
     graph.set_walks_only(false);
+    graph.set_filtered_ef(chosen.0);
+    graph.set_exact_below_share(exact_below_share);
+    let walked = PROBE_SELECTIVITIES
+        .iter()
+        .zip(&chosen.1)
+        .filter(|(&s, _)| s >= exact_below_share)
+        .map(|(_, &r)| r)
+        .fold(f64::INFINITY, f64::min);
     Ok(Some(FilteredBreadth {
-        ef_search: graph.filtered_ef(),
-        recall_at_10: worst,
+        ef_search: chosen.0,
+        recall_at_10: if walked.is_finite() { walked } else { 1.0 },
+        exact_below_share,
         target,
     }))
 }

@@ -199,9 +199,11 @@ impl LiveModel {
         let load_seconds = loaded.load_seconds();
         let previous = self.model.swap(Some(Arc::new(loaded)));
         tracing::info!(version = %version, load_seconds, "model swapped in");
-        // What was written while it loaded.
+        // What was written while it loaded. Events from where this model's read ended, not from
+        // the shared counter: a poll during the load may have moved that on, applying rows to the
+        // old model only.
         self.replay_item_changes().await;
-        self.replay_events().await;
+        self.replay_events_from(events_up_to).await;
         Ok(Swapped {
             version,
             previous_version: previous.map(|m| m.meta().version.clone()),
@@ -260,8 +262,14 @@ impl LiveModel {
     /// Applies the events stored since the last ones applied (and a window behind them, see
     /// [`EVENT_LOOKBACK`]) to the serving model.
     async fn replay_events(&self) {
+        self.replay_events_from(self.events_seen_up_to.load(Ordering::Acquire))
+            .await;
+    }
+
+    /// Applies the events stored after row `up_to` (and a window behind it) to the serving model.
+    async fn replay_events_from(&self, up_to: i64) {
         let Some(store) = &self.store else { return };
-        let since = self.events_seen_up_to.load(Ordering::Acquire) - EVENT_LOOKBACK;
+        let since = up_to - EVENT_LOOKBACK;
         let (events, last) = match store.events_since(since.max(0)).await {
             Ok(read) => read,
             Err(e) => return tracing::warn!(error = %e, "reading events failed"),

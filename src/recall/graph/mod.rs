@@ -348,6 +348,9 @@ pub struct GraphIndex {
     filtered_ef: Option<usize>,
     /// Filtered searches always walk (the planner off): how the breadth is tuned.
     walks_only: bool,
+    /// Filters allowing fewer than this share of the items are scanned exactly (load-time
+    /// tuning found the walks short of the target there).
+    exact_below_share: f64,
     /// The largest-norm items for the exact bounded walk tried before the graph (`head.rs`); None
     /// when off or for cosine graphs. Derived from the vectors, so not saved with the graph.
     head: Option<NormHead>,
@@ -494,6 +497,7 @@ impl GraphIndex {
             walk_costs: WalkCosts::new(m0),
             filtered_ef: None,
             walks_only: false,
+            exact_below_share: 0.0,
             head: None,
             fingerprint,
             build_seconds: 0.0,
@@ -579,6 +583,7 @@ impl GraphIndex {
             walk_costs: WalkCosts::new(self.links.m0),
             filtered_ef: self.filtered_ef,
             walks_only: self.walks_only,
+            exact_below_share: self.exact_below_share,
             head: None,
             fingerprint: self.fingerprint,
             build_seconds: self.build_seconds,
@@ -976,9 +981,11 @@ impl GraphIndex {
     /// miss and a short dot product), as measured on this graph's completed walks of the same
     /// selectivity class ([`WalkCosts`]). The walk's own limits ([`View::search_layer`]) catch
     /// what no estimate from the count can: a filter that removes exactly the items near the
-    /// query. `exact_filter_below` stays a floor.
+    /// query. `exact_filter_below` stays a floor, and so does the share below which the load-time
+    /// tuning found walks short of the target (`exact_below_share`).
     fn plan_exact(&self, allowed: usize, ef: usize) -> bool {
         allowed <= self.exact_filter_below
+            || (allowed as f64) < self.exact_below_share * self.len() as f64
             || allowed as f64 <= self.walk_costs.expected(allowed, self.len(), ef)
     }
 
@@ -992,6 +999,11 @@ impl GraphIndex {
     /// breadth is tuned on the walks themselves, not on what the planner would scan instead.
     pub(crate) fn set_walks_only(&mut self, on: bool) {
         self.walks_only = on;
+    }
+
+    /// Filters allowing fewer than `share` of the items are scanned exactly, whatever the costs.
+    pub fn set_exact_below_share(&mut self, share: f64) {
+        self.exact_below_share = share.clamp(0.0, 1.0);
     }
 
     /// The default breadth of walks under a selective filter.
@@ -1095,6 +1107,11 @@ impl RecallIndex for GraphIndex {
                     (false, _) => WalkMode::Unfiltered,
                     (true, false) => WalkMode::Through,
                     // A walk may do as much work as scanning the allowed rows before it gives up.
+                    // While the breadth is tuned, walks never give up (no budget, no probe).
+                    (true, true) if self.walks_only => WalkMode::Limited(Limits {
+                        budget: usize::MAX,
+                        selectivity: 0.0,
+                    }),
                     (true, true) => WalkMode::Limited(Limits {
                         budget: allowed,
                         selectivity: allowed as f32 / n.max(1) as f32,
@@ -1136,6 +1153,7 @@ impl RecallIndex for GraphIndex {
                 "ef_insert": self.params.insert_ef(),
                 "ef_search": self.params.ef_search,
                 "filtered_ef_search": self.filtered_ef(),
+                "filtered_exact_below_share": self.exact_below_share,
                 "metric": self.params.metric,
                 "quantized": self.params.quantized,
                 "levels": self.entry.get().map_or(0, |(_, top)| top + 1),
