@@ -10,7 +10,9 @@
 //! 3. One exact pass over the sample queries gives the truth at depth 100 and, as its prefix, at 10.
 //! 4. With `target_recall`, the default breadth: the cheapest of [`EF_LADDER`] reaching it (`tune_ef`).
 //! 5. Self-recall, on the graph alone.
-//! 6. Our graph's norm walk, kept only when it settles enough sample queries (`choose_norm_scan`).
+//! 6. Our graph's norm walk, kept only when it settles enough sample queries (`choose_norm_scan`);
+//!    then how selective filters are served: which shares scan exactly, the filtered breadth
+//!    (`tune_filtered_ef`).
 //! 7. Recall@10 and @100 of the search as served; below `min_recall` the index is refused.
 
 use std::path::Path;
@@ -73,13 +75,14 @@ pub fn build_with_file(
         let ef = tune_ef(graph.as_index(), &queries, &truth, target)?;
         graph.set_ef_search(ef);
     }
-    // 4b. The default breadth of selective filtered walks, for `target_filtered_recall`.
-    let filtered = graph.tune_filtered_ef(&exact, &queries, settings.target_filtered_recall)?;
     // 5. The breadth and self-recall are measured on the graph alone: it serves the queries the
     // norm walk cannot settle, and the walk would hide large-norm items the graph cannot reach.
     let self_recall = graph.self_recall(&exact, settings.check_queries)?;
     // 6. The norm walk, if it pays.
     let norm_scan = graph.enable_norm_scan(settings.norm_scan_items, &queries);
+    // 6b. How selective filters are served, for `target_filtered_recall`: measured with the norm
+    // walk as served (on trained catalogs it proves most filtered answers before the graph).
+    let filtered = graph.tune_filtered_ef(&exact, &queries, settings.target_filtered_recall)?;
     // 7. Recall as served, and the floor.
     let recall_at_10 = recall_against(graph.as_index(), &queries, &truth, 10, None, Filter::All)?;
     let recall_at_100 = recall_against(
@@ -276,9 +279,8 @@ pub struct FilteredBreadth {
     /// The smallest of [`EF_LADDER`] whose filtered recall@10 reached the target on every probe
     /// filter (the largest when none did).
     pub ef_search: usize,
-    /// The lowest recall@10 over the probe filters the graph walks at that breadth, of its walks
-    /// alone (no norm walk, no exact scans: as served, recall is at least this); 1.0 when it walks
-    /// none of them.
+    /// The lowest recall@10 over the probe filters the graph walks at that breadth, without exact
+    /// scans (as served, recall is at least this); 1.0 when it walks none of them.
     pub recall_at_10: f64,
     /// Filters allowing fewer than this share of the items are scanned exactly: the walks did
     /// not reach the target under the probe filters below it even at the widest breadth (1.0: no
@@ -291,8 +293,9 @@ pub struct FilteredBreadth {
 /// Shares of the items allowed by the seeded random filters the filtered breadth is tuned on.
 const PROBE_SELECTIVITIES: [f64; 4] = [0.1, 0.25, 0.5, 0.9];
 
-/// Chooses how `graph` serves selective filters, measured on its walks themselves (the planner
-/// off, no give-ups: a scan would recall 1.0 and say nothing of the walk) against the exact
+/// Chooses how `graph` serves selective filters, measured on its searches without the planner
+/// (no exact scans chosen, no give-ups: a scan would recall 1.0 and say nothing of the walk; the
+/// norm walk, when on, runs as served) against the exact
 /// filtered top 10 on `queries` under each probe filter: first which selectivities walks can serve
 /// (those reaching `target` at the widest breadth; below the least selective of them filters are
 /// scanned exactly), then the smallest breadth of [`EF_LADDER`] at which they all reach it. None
