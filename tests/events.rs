@@ -19,12 +19,7 @@ const TOKEN: &str = "admin-token";
 const AUTH: [(&str, &str); 1] = [("Authorization", "Bearer admin-token")];
 
 fn ids(answer: &Answer) -> Vec<String> {
-    answer.json()["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&answer.body)))
-        .iter()
-        .map(|i| i["item_id"].as_str().unwrap().to_string())
-        .collect()
+    answer.item_ids()
 }
 
 /// A hybrid model of the synthetic data, registered as active in `db`.

@@ -25,12 +25,7 @@ async fn send(app: &TestApp, method: &str, path: &str, body: &Value) -> Answer {
 }
 
 fn ids(answer: &Answer) -> Vec<String> {
-    answer.json()["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&answer.body)))
-        .iter()
-        .map(|i| i["item_id"].as_str().unwrap().to_string())
-        .collect()
+    answer.item_ids()
 }
 
 /// A hybrid model of the synthetic data, trained on its train split and registered as active.

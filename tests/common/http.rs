@@ -38,6 +38,16 @@ impl Answer {
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The `item_id`s of a recall answer's `items`, in order.
+    pub fn item_ids(&self) -> Vec<String> {
+        self.json()["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&self.body)))
+            .iter()
+            .map(|i| i["item_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
