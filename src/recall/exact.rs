@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use super::{check_query, Filter, Hit, IndexError, IndexInfo, RecallIndex, TopK};
-use crate::kernels::dot;
 use crate::vectors::ItemVectors;
 
 /// Scans every allowed item; exact by construction. One streaming pass over the contiguous vectors
@@ -25,6 +24,42 @@ impl ExactIndex {
     }
 }
 
+/// Rows scored per kernel call, into stack buffers: no allocation per query beyond the k results.
+const BLOCK: usize = 256;
+
+/// Offers `top` the scores of the rows `rows` yields (each published), a block of rows per kernel
+/// call ([`crate::kernels::dot_gather`], which prefetches the rows it is about to read: an allowed
+/// list's rows are scattered over the matrix).
+fn scan_rows(
+    vectors: &ItemVectors,
+    query: &[f32],
+    rows: impl Iterator<Item = u32>,
+    top: &mut TopK,
+) {
+    let matrix = vectors.as_slice();
+    let query = &query[..vectors.dim().min(query.len())];
+    let mut block = [0u32; BLOCK];
+    let mut scores = [0f32; BLOCK];
+    let offer = |ids: &[u32], scores: &mut [f32], top: &mut TopK| {
+        crate::kernels::dot_gather(query, matrix, ids, scores);
+        for (&i, &s) in ids.iter().zip(scores.iter()) {
+            if s > top.threshold() {
+                top.push(i, s);
+            }
+        }
+    };
+    let mut m = 0;
+    for i in rows {
+        block[m] = i;
+        m += 1;
+        if m == BLOCK {
+            offer(&block, &mut scores, top);
+            m = 0;
+        }
+    }
+    offer(&block[..m], &mut scores[..m], top);
+}
+
 /// Exact top-k of `query` over `vectors` under `filter`.
 pub(crate) fn exact_top_k(
     vectors: &ItemVectors,
@@ -37,7 +72,6 @@ pub(crate) fn exact_top_k(
     if let Filter::All = filter {
         // Blocks of rows scored by one kernel call into a stack buffer: no per-query allocation
         // beyond the k results.
-        const BLOCK: usize = 256;
         let mut scores = [0f32; BLOCK];
         let dim = vectors.dim();
         for (b, rows) in vectors.as_slice().chunks(BLOCK * dim).enumerate() {
@@ -51,33 +85,7 @@ pub(crate) fn exact_top_k(
         }
         return top.into_sorted();
     }
-    let mut consider = |i: usize| {
-        let s = dot(query, vectors.row(i));
-        if s > top.threshold() {
-            top.push(i as u32, s);
-        }
-    };
-    match filter {
-        Filter::All => {}
-        Filter::Only(list) => list
-            .iter()
-            .map(|&i| i as usize)
-            .filter(|&i| i < n)
-            .for_each(&mut consider),
-        Filter::Exclude(list) => {
-            // Walk the sorted exclusion list alongside the items instead of searching it per item.
-            let mut next = list.iter().map(|&i| i as usize).peekable();
-            for i in 0..n {
-                while next.peek().is_some_and(|&e| e < i) {
-                    next.next();
-                }
-                if next.peek() == Some(&i) {
-                    continue;
-                }
-                consider(i);
-            }
-        }
-    }
+    scan_rows(vectors, query, filter.rows(n), &mut top);
     top.into_sorted()
 }
 
@@ -116,37 +124,4 @@ impl RecallIndex for ExactIndex {
     fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError> {
         Ok(Arc::new(ExactIndex::new(vectors)))
     }
-}
-
-/// Exact top-k over the items that `filter` allows and `keep` accepts too: the exact path of an index
-/// with its own exclusions (the graph's tombstones) on top of the caller's filter.
-pub(crate) fn exact_top_k_where(
-    vectors: &ItemVectors,
-    query: &[f32],
-    k: usize,
-    filter: Filter<'_>,
-    keep: impl Fn(u32) -> bool,
-) -> Vec<Hit> {
-    let n = vectors.len();
-    let mut top = TopK::new(k.min(n));
-    let mut consider = |i: usize| {
-        if !keep(i as u32) {
-            return;
-        }
-        let s = dot(query, vectors.row(i));
-        if s > top.threshold() {
-            top.push(i as u32, s);
-        }
-    };
-    match filter {
-        Filter::Only(list) => list
-            .iter()
-            .map(|&i| i as usize)
-            .filter(|&i| i < n)
-            .for_each(&mut consider),
-        Filter::All | Filter::Exclude(_) => (0..n)
-            .filter(|&i| filter.allows(i as u32))
-            .for_each(&mut consider),
-    }
-    top.into_sorted()
 }

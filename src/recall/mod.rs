@@ -118,6 +118,47 @@ impl Filter<'_> {
     }
 }
 
+impl<'a> Filter<'a> {
+    /// The allowed items below `n`, in increasing order: what an exact scan reads. An exclusion
+    /// list is walked alongside the items instead of searched per item.
+    pub fn rows(self, n: usize) -> AllowedRows<'a> {
+        match self {
+            Filter::All => AllowedRows::Range(0..n as u32, [].iter()),
+            Filter::Exclude(list) => AllowedRows::Range(0..n as u32, list.iter()),
+            Filter::Only(list) => AllowedRows::Only(list.iter(), n),
+        }
+    }
+}
+
+/// The iterator of [`Filter::rows`].
+#[derive(Debug, Clone)]
+pub enum AllowedRows<'a> {
+    /// Items of a range, skipping a sorted exclusion list.
+    Range(std::ops::Range<u32>, std::slice::Iter<'a, u32>),
+    /// Items of a sorted list, below a bound.
+    Only(std::slice::Iter<'a, u32>, usize),
+}
+
+impl Iterator for AllowedRows<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            AllowedRows::Range(range, excluded) => loop {
+                let i = range.next()?;
+                while excluded.as_slice().first().is_some_and(|&e| e < i) {
+                    excluded.next();
+                }
+                if excluded.as_slice().first() != Some(&i) {
+                    return Some(i);
+                }
+            },
+            AllowedRows::Only(list, n) => list.next().copied().filter(|&i| (i as usize) < *n),
+        }
+    }
+}
+
 /// What an index reports about itself.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IndexInfo {

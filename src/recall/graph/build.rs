@@ -133,7 +133,8 @@ impl Builder<'_> {
         }
         for lc in (0..layers).rev() {
             s.begin(n);
-            self.view.search_layer::<K>(
+            // Unlimited walks never give up.
+            let _ = self.view.search_layer::<K>(
                 qv,
                 qn,
                 cur,
@@ -383,7 +384,8 @@ fn find_missed<K: Kernel>(
         s.begin(n);
         let start = (walk.dist::<K>(q, 0.0, entry.0), entry.0);
         let ep = walk.descend::<K>(q, 0.0, start, entry.1, 0);
-        walk.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
+        // Unlimited walks never give up.
+        let _ = walk.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
         found.clear();
         while let Some(Far(_, id)) = s.results.pop() {
             found.push((exact.dist::<K>(q, 0.0, id), id));

@@ -29,6 +29,9 @@ pub(super) struct Codes {
     min: Vec<f32>,
     step: Vec<f32>,
     codes: Box<[UnsafeCell<u8>]>,
+    /// Rows `0..in_range` were encoded with the ranges made from them, so [`Codes::error_bound`]
+    /// holds for them; a row appended later may have been clamped.
+    in_range: usize,
 }
 
 // SAFETY: a code is written only by `encode_row`, whose caller guarantees that no reader can reach
@@ -89,6 +92,7 @@ impl Codes {
             min,
             step,
             codes: cells(codes),
+            in_range: data.len() / dim.max(1),
         }
     }
 
@@ -109,7 +113,14 @@ impl Codes {
             min: self.min.clone(),
             step: self.step.clone(),
             codes: cells(codes),
+            in_range: self.in_range.min(rows),
         }
+    }
+
+    /// Rows whose codes [`Codes::error_bound`] holds for: those encoded with the ranges made from
+    /// them (the build's), not rows appended later.
+    pub fn in_range(&self) -> usize {
+        self.in_range
     }
 
     /// Encodes `row` as row `id` with the build's ranges (clamped). **Panics** if `id` is beyond
@@ -179,11 +190,13 @@ impl Codes {
         for &id in ids {
             codes.extend_from_slice(self.row(id));
         }
+        let in_range = ids.iter().all(|&id| (id as usize) < self.in_range);
         Codes {
             dim: self.dim,
             min: self.min.clone(),
             step: self.step.clone(),
             codes: cells(codes),
+            in_range: if in_range { ids.len() } else { 0 },
         }
     }
 

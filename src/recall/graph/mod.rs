@@ -45,6 +45,7 @@ mod kernel;
 mod links;
 mod order;
 mod persist;
+mod scan;
 mod search;
 mod tombstones;
 
@@ -64,7 +65,6 @@ use self::links::Links;
 use self::order::Far;
 use self::search::{with_scratch, Limits, Scratch, View};
 use self::tombstones::Tombstones;
-use super::exact::{exact_top_k, exact_top_k_where};
 use super::{
     check_appended, check_finite, check_finite_rows, check_query, check_range, Filter, Hit,
     HnswParams, IndexError, IndexInfo, RecallIndex,
@@ -820,6 +820,17 @@ impl GraphIndex {
         let t = &self.tombstones;
         let filter = walk.filter;
         let allow = |id| filter.allows(id) && !t.is_dead(id);
+        if let WalkMode::Limited(_) = walk.mode {
+            // Under a selective filter the walk goes first: its probe gives up on a filter that
+            // removed the items near the query before the norm walk reads its rows in vain.
+            let walked = self.walk_graph::<K>(q, k, ef, walk, s)?;
+            let scan = head.scan_with::<K>(q, k, allow, &mut s.head);
+            return Some(if scan.exact {
+                scan.hits
+            } else {
+                head::merge(walked, scan.hits, k)
+            });
+        }
         let scan = head.scan_with::<K>(q, k, allow, &mut s.head);
         if scan.exact {
             return Some(scan.hits);
@@ -858,11 +869,13 @@ impl GraphIndex {
         let filter = walk.filter;
         let walked = match walk.mode {
             WalkMode::Unfiltered => {
-                view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
+                // Unlimited walks never give up.
+                let _ = view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
                 true
             }
             WalkMode::Through => {
-                view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, None, |id| {
+                // Unlimited walks never give up.
+                let _ = view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, None, |id| {
                     filter.allows(id) && !t.is_dead(id)
                 });
                 true
@@ -903,11 +916,18 @@ impl GraphIndex {
                     }
                     s.allowed_bits = bits;
                 }
-                if let Some(scored) = scored {
-                    self.walk_costs.record(walk.allowed, self.len(), ef, scored);
+                // Walks over budget are recorded too (their work so far, a lower bound): a class
+                // where most walks run out of budget then plans exact scans. A probe's give-up
+                // says the query met an anti-correlated filter, not what walks of the class cost.
+                match scored {
+                    Ok(work) => self.walk_costs.record(walk.allowed, self.len(), ef, work),
+                    Err(work) if work > limits.budget => {
+                        self.walk_costs.record(walk.allowed, self.len(), ef, work)
+                    }
+                    Err(_) => {}
                 }
                 // Fewer than k found means the allowed part the walk reached was too small.
-                scored.is_some() && s.results.len() >= k.min(walk.allowed)
+                scored.is_ok() && s.results.len() >= k.min(walk.allowed)
             }
         };
         s.prepared = prepared;
@@ -976,6 +996,48 @@ impl GraphIndex {
         self.search_graph::<Portable>(q, k, ef, walk, s)
     }
 
+    /// The exact plan: every allowed row that is not deleted, by its byte code and re-scored when
+    /// there are many ([`scan`]).
+    fn exact_scan(
+        &self,
+        q: &[f32],
+        k: usize,
+        filter: Filter<'_>,
+        allowed: usize,
+        s: &mut Scratch,
+    ) -> Vec<Hit> {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            return unsafe { exact_scan_avx2(self, q, k, filter, allowed, s) };
+        }
+        self.exact_scan_with::<Portable>(q, k, filter, allowed, s)
+    }
+
+    #[inline(always)]
+    fn exact_scan_with<K: Kernel>(
+        &self,
+        q: &[f32],
+        k: usize,
+        filter: Filter<'_>,
+        allowed: usize,
+        s: &mut Scratch,
+    ) -> Vec<Hit> {
+        let t = &self.tombstones;
+        let rows = filter.rows(self.space.len());
+        let by_codes = allowed >= scan::CODES_FROM;
+        let mut prepared = std::mem::take(&mut s.prepared);
+        let (codes, space, scan) = (&self.codes, &*self.space, &mut s.scan);
+        let hits = if t.count() == 0 {
+            scan::exact_scan::<K>(codes, space, q, k, rows, by_codes, &mut prepared, scan)
+        } else {
+            let rows = rows.filter(|&i| !t.is_dead(i));
+            scan::exact_scan::<K>(codes, space, q, k, rows, by_codes, &mut prepared, scan)
+        };
+        s.prepared = prepared;
+        hits
+    }
+
     /// The planner for filtered searches: scan the `allowed` items exactly when that reads fewer
     /// rows than a filtered walk is expected to score nodes (each about one row's cost: a cache
     /// miss and a short dot product), as measured on this graph's completed walks of the same
@@ -1028,6 +1090,19 @@ unsafe fn search_avx2(
     s: &mut Scratch,
 ) -> Option<Vec<Hit>> {
     index.search_graph::<kernel::Avx2>(q, k, ef, walk, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exact_scan_avx2(
+    index: &GraphIndex,
+    q: &[f32],
+    k: usize,
+    filter: Filter<'_>,
+    allowed: usize,
+    s: &mut Scratch,
+) -> Vec<Hit> {
+    index.exact_scan_with::<kernel::Avx2>(q, k, filter, allowed, s)
 }
 
 /// What a graph walk is told of the filter, and how many items it allows (a lower bound for
@@ -1085,13 +1160,6 @@ impl RecallIndex for GraphIndex {
                 }
             };
             let allowed = if filtered { self.allowed(filter) } else { n };
-            let exact_scan = |t: &Tombstones| {
-                if t.count() == 0 {
-                    exact_top_k(&self.space, q, k, filter)
-                } else {
-                    exact_top_k_where(&self.space, q, k, filter, |i| !t.is_dead(i))
-                }
-            };
             let selective = allowed < n - n / NEARLY_ALL;
             let ef = ef
                 .unwrap_or(if selective {
@@ -1101,7 +1169,7 @@ impl RecallIndex for GraphIndex {
                 })
                 .max(k);
             let (plan, hits) = if selective && !self.walks_only && self.plan_exact(allowed, ef) {
-                (Plan::ExactScan, exact_scan(&self.tombstones))
+                (Plan::ExactScan, self.exact_scan(q, k, filter, allowed, s))
             } else {
                 let mode = match (filtered, selective) {
                     (false, _) => WalkMode::Unfiltered,
@@ -1125,7 +1193,10 @@ impl RecallIndex for GraphIndex {
                 match self.search_dispatch(q, k, ef, walk, s) {
                     Some(hits) if selective => (Plan::FilteredGraph, hits),
                     Some(hits) => (Plan::Graph, hits),
-                    None => (Plan::GraphThenExact, exact_scan(&self.tombstones)),
+                    None => (
+                        Plan::GraphThenExact,
+                        self.exact_scan(q, k, filter, allowed, s),
+                    ),
                 }
             };
             self.plans.count(plan);

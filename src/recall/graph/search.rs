@@ -13,6 +13,7 @@ use super::head::HeadScratch;
 use super::kernel::Kernel;
 use super::links::Links;
 use super::order::{Far, Near};
+use super::scan::ScanScratch;
 use crate::kernels::prefetch;
 use crate::vectors::ItemVectors;
 
@@ -59,6 +60,8 @@ pub(super) struct Scratch {
     pub rescored: Vec<Far>,
     /// The norm walk's buffers (`head.rs`).
     pub head: HeadScratch,
+    /// The exact scan's buffers (`scan.rs`).
+    pub scan: ScanScratch,
 }
 
 thread_local! {
@@ -219,8 +222,8 @@ impl View<'_> {
     /// applied inside the beam without cutting the graph; while fewer than `ef` allowed nodes are
     /// held the search keeps expanding (as hnswlib does).
     ///
-    /// With `limits` (selective filters) it returns the nodes scored, or `None` when the walk gives
-    /// up for an exact scan of the allowed items: once it has scored more than `limits.budget`
+    /// With `limits` (selective filters) it returns the nodes scored, or `Err` with the nodes
+    /// scored so far when the walk gives up for an exact scan of the allowed items: once it has scored more than `limits.budget`
     /// nodes, or when the first [`PROBE`] nodes it scored hold under half the allowed share
     /// `limits.selectivity` (a filter anti-correlated with the query, which removes the
     /// items around it, sends the beam through a region with nothing to return; no estimate from
@@ -239,7 +242,7 @@ impl View<'_> {
         filtered: bool,
         limits: Option<Limits>,
         allow: impl Fn(u32) -> bool,
-    ) -> Option<usize> {
+    ) -> Result<usize, usize> {
         s.visit(entry.1);
         s.candidates.push(Near(entry.0, entry.1));
         let mut bound = f32::INFINITY;
@@ -296,15 +299,15 @@ impl View<'_> {
                 if probing && scored >= PROBE {
                     probing = false;
                     if (scored_allowed as f32) < 0.5 * limits.selectivity * scored as f32 {
-                        return None;
+                        return Err(scored);
                     }
                 }
                 if scored > limits.budget {
-                    return None;
+                    return Err(scored);
                 }
             }
         }
-        Some(scored)
+        Ok(scored)
     }
 
     /// The neighbour-selection heuristic (Alg. 4, as in hnswlib: no candidate extension, pruned
