@@ -227,7 +227,7 @@ impl View<'_> {
     /// nodes, or when the first [`PROBE`] nodes it scored hold under half the allowed share
     /// `limits.selectivity` (a filter anti-correlated with the query, which removes the
     /// items around it, sends the beam through a region with nothing to return; no estimate from
-    /// the allowed count sees that).
+    /// the allowed count sees that), or when the nodes that beat the bound over the whole walk do.
     // Flat arguments on purpose: this is the hot loop, inlined into each kernel's root function.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
@@ -251,6 +251,8 @@ impl View<'_> {
             bound = entry.0;
         }
         let (mut scored, mut scored_allowed, mut probing) = (0usize, 0usize, limits.is_some());
+        // Nodes that beat the bound when scored, and how many of them the filter allowed.
+        let (mut passed, mut passed_allowed) = (0usize, 0usize);
         while let Some(Near(cd, c)) = s.candidates.pop() {
             if cd > bound && (s.results.len() >= ef || !filtered) {
                 break;
@@ -276,6 +278,8 @@ impl View<'_> {
                 // node while the probe counts.
                 let allowed = (pass || probing) && allow(nb);
                 scored_allowed += usize::from(probing && allowed);
+                passed += usize::from(pass);
+                passed_allowed += usize::from(pass && allowed);
                 if pass {
                     s.candidates.push(Near(d, nb));
                     if allowed {
@@ -305,6 +309,16 @@ impl View<'_> {
                 if scored > limits.budget {
                     return Err(scored);
                 }
+            }
+        }
+        // The probe's test once more over the whole walk, on the nodes that beat the bound: under
+        // a filter unrelated to the query about the allowed share of them is allowed, while a walk
+        // that passed the probe far from the query and then met the removed region around it saw
+        // mostly disallowed nodes there (its answer is the region's border as it found it, not
+        // the best allowed items: recall 0.7 on such queries).
+        if let Some(limits) = limits {
+            if (passed_allowed as f32) < 0.5 * limits.selectivity * passed as f32 {
+                return Err(scored);
             }
         }
         Ok(scored)
