@@ -14,7 +14,10 @@
 # Run from the repository root after `cargo build --release`:
 #   MILVUS_SERVER=V/bin/milvus-server bash benches/milvus.sh
 # Settings: ITEMS (20000), USERS (2000), EPOCHS (3), DIM (64), DATA, MODEL, DURATION (10),
-# CONNS (16), RECALL_USERS (200), IP (0), BIN (target/release/fmrecall).
+# CONNS (16), RECALL_USERS (200), IP (0), WRK (1; 0 skips the throughput rows), AUTO (1; 0 skips
+# the in-process server: a 1M-item graph takes long to build here), USER_BASE (the
+# first user id: 0 for synthetic data, 1 with DATA=ml-100k), BIN (target/release/fmrecall).
+# FMRECALL_INDEX__MILVUS__* in the environment reach the Milvus servers (e.g. MIN_EXTRA).
 set -euo pipefail
 BIN=${BIN:-target/release/fmrecall}
 ITEMS=${ITEMS:-20000}
@@ -24,6 +27,9 @@ DIM=${DIM:-64}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 RECALL_USERS=${RECALL_USERS:-200}
+WRK=${WRK:-1}
+AUTO=${AUTO:-1}
+if [ -n "${DATA:-}" ]; then USER_BASE=${USER_BASE:-1}; else USER_BASE=${USER_BASE:-0}; fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 for tool in wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool (wrk: apt-get install wrk)" >&2; exit 2; }
@@ -55,7 +61,7 @@ if [ -n "${MODEL:-}" ]; then
     :
 elif [ -n "${DATA:-}" ]; then
     MODEL="$TMP/model"
-    "$BIN" train --format movielens --dir "$DATA" --split ua --out "$MODEL" >"$TMP/train.log" 2>&1
+    "$BIN" train --format movielens --data "$DATA" --split ua --out "$MODEL" >"$TMP/train.log" 2>&1
 else
     MODEL="$TMP/model"
     "$BIN" train --format synthetic --users "$USERS" --items "$ITEMS" --features hybrid \
@@ -71,13 +77,14 @@ for _ in $(seq 1 240); do
     curl -sf --max-time 2 "http://127.0.0.1:$MPORT/v1/vector/collections" >/dev/null && break
     sleep 0.5
 done
-declare -A PORT
+declare -A PORT SERVER_PID
 serve() {  # serve NAME ENV...
     local name=$1; shift
     local port; port=$(free_port)
     env FMRECALL_DATABASE__URL= FMRECALL_INDEX__MILVUS__ADDRESS="127.0.0.1:$MPORT" "$@" \
         "$BIN" serve --bind "127.0.0.1:$port" --model "$MODEL" >"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
+    SERVER_PID[$name]=$!
     PORT[$name]=$port
     for _ in $(seq 1 1200); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/readyz" || true)" = 200 ] && return
@@ -87,17 +94,18 @@ serve() {  # serve NAME ENV...
     echo "$name not ready" >&2; exit 1
 }
 serve exact FMRECALL_INDEX__KIND=exact
-serve auto FMRECALL_INDEX__KIND=auto
+[ "$AUTO" = 1 ] && serve auto FMRECALL_INDEX__KIND=auto
 t0=$(date +%s.%N)
 serve milvus FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=l2
 echo "milvus server ready after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s (collection written, loaded and checked)"
-NAMES="auto milvus"
+NAMES="milvus"
+[ "$AUTO" = 1 ] && NAMES="auto milvus"
 if [ "${IP:-0}" = 1 ]; then
     serve milvus_ip FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=ip \
         FMRECALL_INDEX__MIN_RECALL=0
     NAMES="$NAMES milvus_ip"
 fi
-for name in auto $NAMES; do
+for name in $NAMES; do
     curl -s "http://127.0.0.1:${PORT[$name]}/v1/model" | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
@@ -106,17 +114,17 @@ print("%s: version %s, index %s, items %s, load-time quality %s" % (sys.argv[1],
 done | sort -u
 
 # ---- 3. recall through the API ----
-USER_IDS=$(curl -s "http://127.0.0.1:${PORT[exact]}/v1/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["users"])')
-python3 - "$RECALL_USERS" "$USER_IDS" "${PORT[exact]}" $(for n in $NAMES; do echo "$n=${PORT[$n]}"; done) <<'EOF'
+USER_IDS=$(curl -s "http://127.0.0.1:${PORT[exact]}/v1/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["users"])')
+python3 - "$RECALL_USERS" "$USER_IDS" "$USER_BASE" "${PORT[exact]}" $(for n in $NAMES; do echo "$n=${PORT[$n]}"; done) <<'EOF'
 import json, sys, urllib.request
-n_users, users, exact_port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-servers = dict(a.split("=") for a in sys.argv[4:])
+n_users, users, base, exact_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+servers = dict(a.split("=") for a in sys.argv[5:])
 def recall(port, user, k):
     req = urllib.request.Request("http://127.0.0.1:%s/v1/recall" % port,
         data=json.dumps({"user_id": str(user), "k": k}).encode(), headers={"Content-Type": "application/json"})
     return [i["item_id"] for i in json.load(urllib.request.urlopen(req, timeout=30))["items"]]
 step = max(1, users // n_users)
-sample = list(range(0, users, step))[:n_users]
+sample = list(range(base, base + users, step))[:n_users]
 print()
 print("| index | recall@10 | recall@100 | users |")
 print("|---|---|---|---|")
@@ -136,7 +144,9 @@ EOF
 echo
 echo "| index | k | connections | requests/s | p50 ms | p99 ms | non-2xx + socket errors | load1 before/after |"
 echo "|---|---|---|---|---|---|---|---|"
-for name in $NAMES; do
+WRK_NAMES=$NAMES
+[ "$WRK" = 1 ] || WRK_NAMES=""
+for name in $WRK_NAMES; do
     for k in 10 100; do
         l0=$(cut -d' ' -f1 /proc/loadavg)
         out="$TMP/wrk.$name.$k"
@@ -153,5 +163,6 @@ EOF
 done
 echo
 MILVUS_BIN_PID=$(pgrep -g "$MILVUS_PID" -f 'milvus run standalone' | head -1 || true)
-echo "resident memory: Milvus standalone $( [ -n "$MILVUS_BIN_PID" ] && rss_mib "$MILVUS_BIN_PID" ) MiB; fmrecall auto $(rss_mib "${PIDS[1]}") MiB, fmrecall on Milvus $(rss_mib "${PIDS[2]}") MiB"
+echo "resident memory: Milvus standalone $( [ -n "$MILVUS_BIN_PID" ] && rss_mib "$MILVUS_BIN_PID" ) MiB"
+for name in exact $NAMES; do echo "  fmrecall serve ($name): $(rss_mib "${SERVER_PID[$name]}") MiB"; done
 echo "uptime at end: $(uptime)"

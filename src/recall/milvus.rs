@@ -108,7 +108,7 @@ impl Default for MilvusSettings {
             collection_prefix: "fmrecall".into(),
             metric: MilvusMetric::L2,
             oversample: 4,
-            min_extra: 50,
+            min_extra: 90,
             connect_timeout_ms: 500,
             timeout_ms: 1000,
             retries: 2,

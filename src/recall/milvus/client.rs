@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 use super::MilvusSettings;
 
+/// The timeout of one insert call (thousands of rows; Milvus may be flushing).
+const INSERT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A Milvus call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MilvusError {
@@ -119,6 +122,46 @@ impl MilvusClient {
         self.call_with_query(call, "", body)
     }
 
+    /// An insert: one attempt with a generous timeout. A retried insert whose first attempt did
+    /// reach Milvus would write its rows twice; a failed one fails the load or the write instead.
+    fn call_insert(&self, body: &Value) -> Result<Value, MilvusError> {
+        let url = format!("{}/v1/vector/insert", self.base);
+        match self
+            .agent
+            .post(&url)
+            .timeout(INSERT_TIMEOUT)
+            .send_json(body)
+        {
+            Ok(response) => Self::unwrap_envelope("insert", response),
+            Err(ureq::Error::Status(code, response)) => Err(MilvusError::Refused {
+                call: "insert",
+                code: i64::from(code),
+                message: response.into_string().unwrap_or_default(),
+            }),
+            Err(e) => Err(MilvusError::Unreachable {
+                address: self.address.clone(),
+                call: "insert",
+                attempts: 1,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    fn unwrap_envelope(call: &'static str, response: ureq::Response) -> Result<Value, MilvusError> {
+        let envelope: Envelope = response
+            .into_json()
+            .map_err(|e| MilvusError::malformed(call, e))?;
+        if envelope.code == 200 {
+            Ok(envelope.data)
+        } else {
+            Err(MilvusError::Refused {
+                call,
+                code: envelope.code,
+                message: envelope.message,
+            })
+        }
+    }
+
     /// [`MilvusClient::call`] with a query string (`?…`, or empty).
     fn call_with_query(
         &self,
@@ -136,20 +179,7 @@ impl MilvusClient {
                 None => self.agent.get(&url).call(),
             };
             let retryable = match sent {
-                Ok(response) => {
-                    let envelope: Envelope = response
-                        .into_json()
-                        .map_err(|e| MilvusError::malformed(call, e))?;
-                    return if envelope.code == 200 {
-                        Ok(envelope.data)
-                    } else {
-                        Err(MilvusError::Refused {
-                            call,
-                            code: envelope.code,
-                            message: envelope.message,
-                        })
-                    };
-                }
+                Ok(response) => return Self::unwrap_envelope(call, response),
                 Err(ureq::Error::Status(code, response)) if code < 500 => {
                     return Err(MilvusError::Refused {
                         call,
@@ -222,10 +252,7 @@ impl MilvusClient {
             .iter()
             .map(|(slot, v)| json!({ "slot": slot, "vector": v }))
             .collect();
-        self.call(
-            "insert",
-            Some(&json!({ "collectionName": name, "data": data })),
-        )?;
+        self.call_insert(&json!({ "collectionName": name, "data": data }))?;
         Ok(())
     }
 
