@@ -16,9 +16,12 @@
 # Settings: ITEMS (20000), USERS (2000), EPOCHS (3), DIM (64), DATA, MODEL, DURATION (10),
 # CONNS (16), RECALL_USERS (200), IP (0), WRK (1; 0 skips the throughput rows), AUTO (1; 0 skips
 # the in-process server: a 1M-item graph takes long to build here), USER_BASE (the
-# first user id: 0 for synthetic data, 1 with DATA=ml-100k), BIN (target/release/fmrecall).
+# first user id: 0 for synthetic data, 1 with DATA=ml-100k), SPLIT (random:0.2; none skips the
+# evaluation, which at 1M items costs more than the training), BIN (target/release/fmrecall).
 # FMRECALL_INDEX__MILVUS__* in the environment reach the Milvus servers (e.g. MIN_EXTRA).
 set -euo pipefail
+# No registry: the models and servers of this run stay in its temporary folder.
+export FMRECALL_DATABASE__URL=
 BIN=${BIN:-target/release/fmrecall}
 ITEMS=${ITEMS:-20000}
 USERS=${USERS:-2000}
@@ -65,7 +68,8 @@ elif [ -n "${DATA:-}" ]; then
 else
     MODEL="$TMP/model"
     "$BIN" train --format synthetic --users "$USERS" --items "$ITEMS" --features hybrid \
-        --epochs "$EPOCHS" --dim "$DIM" --no-refit --out "$MODEL" >"$TMP/train.log" 2>&1
+        --epochs "$EPOCHS" --dim "$DIM" --split "${SPLIT:-random:0.2}" --no-refit --out "$MODEL" \
+        >"$TMP/train.log" 2>&1
 fi
 echo "model: $MODEL"
 

@@ -59,16 +59,7 @@ pub fn build_with_file(
         from_file,
     } = chosen;
     // 3. One exact pass for both depths: the exact top 10 is the top 100's prefix (same tie rule).
-    let queries: Vec<Vec<f32>> = sample_queries
-        .iter()
-        .take(settings.check_queries)
-        .cloned()
-        .collect();
-    let truth_100 = exact_truth(&exact, &queries, 100, Filter::All)?;
-    let truth: Vec<Vec<u32>> = truth_100
-        .iter()
-        .map(|t| t[..t.len().min(10)].to_vec())
-        .collect();
+    let (queries, truth, truth_100) = sample_truth(&exact, sample_queries, settings.check_queries)?;
     // 4. The default breadth.
     let target_recall = (settings.target_recall > 0.0).then_some(settings.target_recall);
     if let Some(target) = target_recall {
@@ -114,6 +105,23 @@ pub fn build_with_file(
     Ok((graph.into_arc(), Some(quality)))
 }
 
+/// Up to `check_queries` of the sample queries with their exact top 10 and top 100 (one exact pass:
+/// the top 10 is the top 100's prefix, same tie rule).
+#[allow(clippy::type_complexity)]
+fn sample_truth(
+    exact: &ExactIndex,
+    sample_queries: &[Vec<f32>],
+    check_queries: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<u32>>), IndexError> {
+    let queries: Vec<Vec<f32>> = sample_queries.iter().take(check_queries).cloned().collect();
+    let truth_100 = exact_truth(exact, &queries, 100, Filter::All)?;
+    let truth = truth_100
+        .iter()
+        .map(|t| t[..t.len().min(10)].to_vec())
+        .collect();
+    Ok((queries, truth, truth_100))
+}
+
 /// The Milvus collection of model `version` over `vectors` (written, or reused when complete),
 /// checked like a graph: recall@10 and @100 of the search as served (Milvus's candidates
 /// re-scored exactly) against brute force on `sample_queries`, refused below `min_recall`. Rows
@@ -129,16 +137,7 @@ pub fn build_milvus(
     let started = std::time::Instant::now();
     let index = super::MilvusIndex::open(vectors.clone(), &settings.milvus, version)?;
     let exact = ExactIndex::new(vectors.clone());
-    let queries: Vec<Vec<f32>> = sample_queries
-        .iter()
-        .take(settings.check_queries)
-        .cloned()
-        .collect();
-    let truth_100 = exact_truth(&exact, &queries, 100, Filter::All)?;
-    let truth: Vec<Vec<u32>> = truth_100
-        .iter()
-        .map(|t| t[..t.len().min(10)].to_vec())
-        .collect();
+    let (queries, truth, truth_100) = sample_truth(&exact, sample_queries, settings.check_queries)?;
     let deadline = started + std::time::Duration::from_secs(settings.milvus.ready_timeout_seconds);
     let (recall_at_10, recall_at_100) = loop {
         let at_10 = recall_against(&index, &queries, &truth, 10, None, Filter::All)?;
