@@ -223,6 +223,22 @@ impl Settings {
         if !(self.database.poll_seconds > 0.0 && self.database.poll_seconds <= 3600.0) {
             return bad("database.poll_seconds", "must be in (0, 3600]");
         }
+        let milvus = &self.index.milvus;
+        if milvus.oversample == 0 {
+            return bad("index.milvus.oversample", "must be at least 1");
+        }
+        if milvus.timeout_ms == 0 || milvus.connect_timeout_ms == 0 {
+            return bad(
+                "index.milvus.timeout_ms",
+                "timeouts must be at least 1 ms (with connect_timeout_ms)",
+            );
+        }
+        if milvus.insert_batch == 0 {
+            return bad("index.milvus.insert_batch", "must be at least 1");
+        }
+        if milvus.address.trim().is_empty() {
+            return bad("index.milvus.address", "must name Milvus's host:port");
+        }
         if !(0.0..=1.0).contains(&self.index.min_recall) {
             return bad("index.min_recall", "must be in [0, 1]");
         }

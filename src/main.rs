@@ -50,6 +50,9 @@ enum Command {
     /// Benchmark the fold-in of a request history: recall latency of known users with no history
     /// and with histories of the given lengths (docs/events.md).
     BenchHistory(BenchHistoryArgs),
+    /// Write a model's item vectors to its Milvus collection ([index.milvus]) and check them
+    /// there, ahead of activation: a service loading that model then reuses the collection.
+    Publish(PublishArgs),
     /// Serve recall over HTTP (trains the demo model first when no model is configured).
     Serve(ServeArgs),
     /// Apply pending database migrations.
@@ -217,6 +220,13 @@ struct BenchHistoryArgs {
     /// Print the rows as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// Artifact folder or model file.
+    #[arg(long)]
+    model: PathBuf,
 }
 
 #[derive(Args)]
@@ -613,6 +623,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
         Command::BenchLive(a) => bench_live(&a),
         Command::BenchFilter(a) => bench_filter(&a, &settings),
         Command::BenchHistory(a) => bench_history(&a, &settings),
+        Command::Publish(a) => publish(&a, &settings),
     }
 }
 
@@ -838,6 +849,30 @@ fn models(cmd: ModelsCommand, settings: &Settings) -> Result<(), Box<dyn std::er
             println!("rolled back: model {} ({}) is active", m.id, m.version);
         }
     }
+    Ok(())
+}
+
+/// `fmrecall publish`: the model's Milvus collection, written (or found complete) and checked.
+fn publish(a: &PublishArgs, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let mut index = settings.index.clone();
+    index.kind = fmrecall::recall::IndexKind::Milvus;
+    let model = fmrecall::serving::ServingModel::load(&a.model, &index)?;
+    let info = model.index_info();
+    let quality = model.index_quality();
+    println!(
+        "model {}: {} items in Milvus collection {} ({}), recall@10 {:.4}, recall@100 {:.4} against exact on {} users",
+        model.meta().version,
+        info.items,
+        info.params["collection"].as_str().unwrap_or("?"),
+        if info.params["reused_collection"].as_bool() == Some(true) {
+            "found complete"
+        } else {
+            "written"
+        },
+        quality.map_or(f64::NAN, |q| q.recall_at_10),
+        quality.map_or(f64::NAN, |q| q.recall_at_100),
+        quality.map_or(0, |q| q.queries),
+    );
     Ok(())
 }
 

@@ -264,8 +264,11 @@ impl ServingModel {
             .collect();
         // The graph is saved beside the artifact (see `recall::build_with_file`).
         let graph_file = artifact_dir(path).join(GRAPH_FILE);
-        let (index, quality) =
-            recall::build_with_file(items.clone(), settings, &sample, Some(&graph_file))?;
+        let (index, quality) = if settings.kind == recall::IndexKind::Milvus {
+            recall::build_milvus(items.clone(), settings, &sample, &meta.version)?
+        } else {
+            recall::build_with_file(items.clone(), settings, &sample, Some(&graph_file))?
+        };
         let directions = unit_directions(&items);
         let directions = Arc::new(directions.with_capacity(items.capacity()));
         let item_json = ItemJson::render(&meta.items).map_err(ServeError::Render)?;
@@ -331,6 +334,16 @@ impl ServingModel {
     /// The index's description.
     pub fn index_info(&self) -> IndexInfo {
         self.searchable.load().index.info()
+    }
+
+    /// `Ok` when the index can answer now (an external index is asked; see `RecallIndex::health`).
+    pub fn index_health(&self) -> Result<(), ServeError> {
+        Ok(self.searchable.load().index.health()?)
+    }
+
+    /// This model was swapped out: its index releases what it holds outside the process.
+    pub fn retire_index(&self) {
+        self.searchable.load().index.retire();
     }
 
     /// The index's measured quality against brute force (None for exact search).

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// No model is serving yet.
     #[error("no model is serving yet")]
     NotReady,
+    /// The recall index is external (Milvus) and did not answer in time, or refused.
+    #[error("{0}")]
+    IndexUnavailable(String),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::UnknownUser(_) => (StatusCode::NOT_FOUND, "unknown_user"),
             ApiError::UnknownItem(_) => (StatusCode::NOT_FOUND, "unknown_item"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::IndexUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "index_unavailable"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             ApiError::ModelRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "model_refused"),
@@ -183,6 +187,9 @@ impl From<ServeError> for ApiError {
             ServeError::UnknownItem(_) => ApiError::UnknownItem(e.to_string()),
             ServeError::Index(crate::recall::IndexError::NonFiniteQuery) => {
                 ApiError::field("features", "the user's vector is not finite")
+            }
+            ServeError::Index(crate::recall::IndexError::Unavailable(_)) => {
+                ApiError::IndexUnavailable(e.to_string())
             }
             ServeError::Artifact(_) | ServeError::Index(_) | ServeError::Render(_) => {
                 ApiError::Internal(e.to_string())

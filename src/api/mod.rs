@@ -115,6 +115,12 @@ impl AppState {
     ) -> Result<T, ApiError> {
         if work <= self.settings.inline_work_limit {
             job()
+        } else if work == crate::recall::REMOTE_WORK {
+            // Waiting on the network (Milvus), not computing: a CPU permit would cap the calls in
+            // flight at the core count. `server.max_concurrency` still bounds them.
+            tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
         } else {
             self.compute(job).await
         }

@@ -341,6 +341,9 @@ pub struct ModelResponse {
 pub struct Health {
     /// `ok`, or `ready` / `not_ready` on /readyz.
     pub status: String,
+    /// Why not ready (no model yet, or the external index does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A user the model does not know but the catalog does (created with `PUT /v1/users/{id}` after
@@ -681,29 +684,40 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>,
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+        reason: None,
     })
 }
 
-/// Ready once a model is serving.
+/// Ready once a model is serving and its index answers (Milvus is asked; in-process indexes
+/// always answer).
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.live.is_serving() {
-        (
+    // An external index (Milvus) is asked, off the async workers: its call has its own timeouts.
+    let index = match state.live.current() {
+        Some(model) => tokio::task::spawn_blocking(move || model.index_health())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|health| health.map_err(|e| e.to_string())),
+        None => Err("no model is serving yet".into()),
+    };
+    match index {
+        Ok(()) => (
             StatusCode::OK,
             Json(Health {
                 status: "ready".into(),
+                reason: None,
             }),
         )
-            .into_response()
-    } else {
-        (
+            .into_response(),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
                 status: "not_ready".into(),
+                reason: Some(reason),
             }),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

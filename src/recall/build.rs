@@ -59,16 +59,7 @@ pub fn build_with_file(
         from_file,
     } = chosen;
     // 3. One exact pass for both depths: the exact top 10 is the top 100's prefix (same tie rule).
-    let queries: Vec<Vec<f32>> = sample_queries
-        .iter()
-        .take(settings.check_queries)
-        .cloned()
-        .collect();
-    let truth_100 = exact_truth(&exact, &queries, 100, Filter::All)?;
-    let truth: Vec<Vec<u32>> = truth_100
-        .iter()
-        .map(|t| t[..t.len().min(10)].to_vec())
-        .collect();
+    let (queries, truth, truth_100) = sample_truth(&exact, sample_queries, settings.check_queries)?;
     // 4. The default breadth.
     let target_recall = (settings.target_recall > 0.0).then_some(settings.target_recall);
     if let Some(target) = target_recall {
@@ -114,6 +105,78 @@ pub fn build_with_file(
     Ok((graph.into_arc(), Some(quality)))
 }
 
+/// Up to `check_queries` of the sample queries with their exact top 10 and top 100 (one exact pass:
+/// the top 10 is the top 100's prefix, same tie rule).
+#[allow(clippy::type_complexity)]
+fn sample_truth(
+    exact: &ExactIndex,
+    sample_queries: &[Vec<f32>],
+    check_queries: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<u32>>), IndexError> {
+    let queries: Vec<Vec<f32>> = sample_queries.iter().take(check_queries).cloned().collect();
+    let truth_100 = exact_truth(exact, &queries, 100, Filter::All)?;
+    let truth = truth_100
+        .iter()
+        .map(|t| t[..t.len().min(10)].to_vec())
+        .collect();
+    Ok((queries, truth, truth_100))
+}
+
+/// The Milvus collection of model `version` over `vectors` (written, or reused when complete),
+/// checked like a graph: recall@10 and @100 of the search as served (Milvus's candidates
+/// re-scored exactly) against brute force on `sample_queries`, refused below `min_recall`. Rows
+/// just written become searchable a moment later, so a check below the floor is repeated until
+/// `milvus.ready_timeout_seconds` have passed.
+pub fn build_milvus(
+    vectors: Arc<ItemVectors>,
+    settings: &IndexSettings,
+    sample_queries: &[Vec<f32>],
+    version: &str,
+) -> Result<(Arc<dyn RecallIndex>, Option<IndexQuality>), IndexError> {
+    check_finite(&vectors)?;
+    let started = std::time::Instant::now();
+    let index = super::MilvusIndex::open(vectors.clone(), &settings.milvus, version)?;
+    let exact = ExactIndex::new(vectors.clone());
+    let (queries, truth, truth_100) = sample_truth(&exact, sample_queries, settings.check_queries)?;
+    let deadline = started + std::time::Duration::from_secs(settings.milvus.ready_timeout_seconds);
+    let (recall_at_10, recall_at_100) = loop {
+        let at_10 = recall_against(&index, &queries, &truth, 10, None, Filter::All)?;
+        let at_100 = recall_against(&index, &queries, &truth_100, 100, None, Filter::All)?;
+        if at_10 >= settings.min_recall || std::time::Instant::now() >= deadline {
+            break (at_10, at_100);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let self_recall = super::measure::self_recall(&index, &vectors, settings.check_queries, None)?;
+    tracing::info!(
+        collection = index.collection(),
+        reused = index.reused(),
+        recall_at_10,
+        recall_at_100,
+        "Milvus collection checked"
+    );
+    if recall_at_10 < settings.min_recall {
+        return Err(IndexError::BelowFloor {
+            what: "recall@10 through Milvus against brute force",
+            value: recall_at_10,
+            floor: settings.min_recall,
+        });
+    }
+    let quality = IndexQuality {
+        recall_at_10,
+        recall_at_100,
+        norm_scan: None,
+        // The candidates a k = 10 recall asks Milvus for: its breadth, as far as the service sets it.
+        ef_search: index.candidates(10, None),
+        target_recall: None,
+        filtered: None,
+        self_recall,
+        queries: queries.len(),
+        graph_from_file: index.reused(),
+    };
+    Ok((Arc::new(index), Some(quality)))
+}
+
 /// A graph index to check before it serves.
 struct ChosenGraph {
     graph: Box<dyn GraphLike>,
@@ -138,6 +201,13 @@ fn choose_graph(
             )?),
             false,
         ),
+        IndexKind::Milvus => {
+            return Err(IndexError::InvalidParameter {
+                name: "index.kind",
+                allowed: "exact, auto, graph or hnsw_rs here (a Milvus collection is named by its model: build_milvus)",
+                value: "milvus".into(),
+            })
+        }
         IndexKind::Auto | IndexKind::Graph => {
             let (graph, from_file) = load_or_build_graph(vectors, settings, graph_file)?;
             (Box::new(graph), from_file)

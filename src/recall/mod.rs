@@ -18,21 +18,30 @@ mod exact;
 mod graph;
 mod hnsw;
 mod measure;
+mod milvus;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 pub use build::{
-    build, build_with_file, FilteredBreadth, IndexQuality, NormScanReport, EF_LADDER,
+    build, build_milvus, build_with_file, FilteredBreadth, IndexQuality, NormScanReport, EF_LADDER,
     MIN_NORM_SCAN_SHARE,
 };
 pub use exact::ExactIndex;
 pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
 pub use hnsw::{HnswParams, HnswRsIndex};
 pub use measure::{measure_recall, recall_at_10_and_100};
+pub use milvus::{
+    collection_name, filter_expression, reduced_item, reduced_query, reduction_radius, MilvusIndex,
+    MilvusMetric, MilvusSettings,
+};
 
 use crate::vectors::ItemVectors;
+
+/// The work estimate of a search that waits on another process (Milvus) rather than computing:
+/// it runs on the blocking pool without a CPU permit (`api::AppState::compute_sized`).
+pub const REMOTE_WORK: u64 = u64::MAX;
 
 /// Index errors: bad parameters or vectors, refused builds, bad queries.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +73,9 @@ pub enum IndexError {
     /// The query has a NaN or infinite component.
     #[error("query has a non-finite component")]
     NonFiniteQuery,
+    /// The external index (Milvus) did not answer in time, or refused.
+    #[error("recall index unavailable: {0}")]
+    Unavailable(String),
     /// The built graph does not recall well enough to be served.
     #[error("index refused: {what} {value:.3} is below the floor {floor:.3}")]
     BelowFloor {
@@ -210,6 +222,16 @@ pub trait RecallIndex: Send + Sync {
     fn remove(&self, _item: u32) -> bool {
         false
     }
+
+    /// `Ok` when the index can answer now: in-process indexes always can; an external one
+    /// (Milvus) is asked (what `/readyz` reports).
+    fn health(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
+
+    /// The model serving this index was swapped out: an external index schedules the release
+    /// of what it holds (Milvus drops the collection after a grace period).
+    fn retire(&self) {}
 }
 
 /// `Ok` when rows `first..first + count` are published in `vectors`: what every index checks
@@ -242,6 +264,8 @@ pub enum IndexKind {
     HnswRs,
     /// Our own HNSW ([`GraphIndex`]).
     Graph,
+    /// A Milvus collection per model version ([`MilvusIndex`], `[index.milvus]`).
+    Milvus,
 }
 
 /// `[index]` settings.
@@ -272,6 +296,9 @@ pub struct IndexSettings {
     /// settles at least half of the sample queries at k = 10. 0 turns it off.
     #[serde(default = "default_norm_scan_items")]
     pub norm_scan_items: usize,
+    /// Milvus's address, collections and timeouts (`kind = "milvus"`).
+    #[serde(default)]
+    pub milvus: MilvusSettings,
 }
 
 fn default_target_filtered_recall() -> f64 {
@@ -294,6 +321,7 @@ impl Default for IndexSettings {
             target_filtered_recall: 0.995,
             check_queries: 200,
             norm_scan_items: 8192,
+            milvus: MilvusSettings::default(),
         }
     }
 }

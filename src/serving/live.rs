@@ -199,6 +199,9 @@ impl LiveModel {
         let load_seconds = loaded.load_seconds();
         let previous = self.model.swap(Some(Arc::new(loaded)));
         tracing::info!(version = %version, load_seconds, "model swapped in");
+        if let Some(previous) = &previous {
+            previous.retire_index();
+        }
         // What was written while it loaded. Events from where this model's read ended, not from
         // the shared counter: a poll during the load may have moved that on, applying rows to the
         // old model only.

@@ -1,0 +1,696 @@
+//! Milvus as the recall index (`index.kind = "milvus"`): the item vectors live in a Milvus
+//! collection named by the model version; Milvus proposes candidates, the service re-scores them
+//! exactly and keeps the best k.
+//!
+//! - **Collections.** Loading a model writes its trained item vectors to `{prefix}_{version}_{metric}`
+//!   (or reuses that collection when it is complete: a restart, another replica, `fmrecall
+//!   publish`), then a sentinel row (slot −1) that marks it complete. The load path checks recall
+//!   against exact search before the model is swapped in, so the switch is the service's own
+//!   atomic model swap: Milvus 2.3's HTTP API v1 has no aliases. A swapped-out model's collection
+//!   is dropped after `drop_grace_seconds` unless a model of this process uses it again.
+//! - **Norm reduction.** Maximum inner product is not a metric, and graph search under it misses
+//!   items when norms vary (trained FM items carry popularity in their norms). With `metric =
+//!   "l2"` the items are stored as [x; √(M² − ‖x‖²)] and queries as [q; 0], M the largest item
+//!   norm: ‖q − x̃‖² = ‖q‖² + M² − 2⟨q, x⟩, so the L2 order is the inner-product order
+//!   (Bachrach et al. 2014, "Speeding up the Xbox recommender system using a Euclidean
+//!   transformation for inner-product spaces", §3).
+//! - **Filters** reach Milvus as boolean expressions over the integer slot (`filter_expression`):
+//!   item ids never enter an expression, so no id can inject one.
+
+mod client;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{MilvusClient, MilvusError};
+
+use super::{check_appended, check_finite_rows, check_query, Filter, Hit, IndexError, IndexInfo};
+use super::{RecallIndex, TopK};
+use crate::vectors::ItemVectors;
+
+/// The most results one Milvus search returns (its `topK` limit).
+pub const MAX_CANDIDATES: usize = 16_384;
+
+/// The slot of the row that marks a collection complete (written last).
+const SENTINEL_SLOT: i64 = -1;
+
+/// Rows of one query of a collection's own rows (Milvus's query window).
+const QUERY_WINDOW: usize = 16_384;
+
+/// How item vectors are compared in Milvus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MilvusMetric {
+    /// L2 over the norm-reduced vectors (the order of inner products, see the module doc).
+    L2,
+    /// Raw inner products (Milvus's IP); measured to miss items on trained models (docs/milvus.md).
+    Ip,
+}
+
+impl MilvusMetric {
+    fn milvus_name(self) -> &'static str {
+        match self {
+            MilvusMetric::L2 => "L2",
+            MilvusMetric::Ip => "IP",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            MilvusMetric::L2 => "l2",
+            MilvusMetric::Ip => "ip",
+        }
+    }
+}
+
+/// `[index.milvus]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MilvusSettings {
+    /// `host:port` of Milvus's proxy (HTTP API v1), or `http://host:port`.
+    pub address: String,
+    /// Collections are named `{prefix}_{version}_{metric}`.
+    pub collection_prefix: String,
+    /// `l2` (norm-reduced) or `ip`.
+    pub metric: MilvusMetric,
+    /// Candidates asked of Milvus per recall: `k × oversample` (at least `k + min_extra`, at least
+    /// the request's `ef`, at most [`MAX_CANDIDATES`]), re-scored exactly by the service.
+    pub oversample: usize,
+    /// See `oversample`.
+    pub min_extra: usize,
+    /// Connect timeout of one attempt.
+    pub connect_timeout_ms: u64,
+    /// Whole-call timeout of one attempt.
+    pub timeout_ms: u64,
+    /// Retries after a failed attempt (connection error, timeout, 5xx), with doubling backoff.
+    pub retries: u32,
+    /// The first backoff.
+    pub backoff_ms: u64,
+    /// Rows per insert call when writing a collection.
+    pub insert_batch: usize,
+    /// A filter whose slot list (or its complement) is longer than this is not sent to Milvus;
+    /// the service scans the allowed items exactly instead.
+    pub max_expression_slots: usize,
+    /// How long a load waits for a written collection to be searchable and checked.
+    pub ready_timeout_seconds: u64,
+    /// Seconds after a model is swapped out before its collection is dropped (replicas following
+    /// the registry swap within `database.poll_seconds`). 0 keeps old collections.
+    pub drop_grace_seconds: u64,
+}
+
+impl Default for MilvusSettings {
+    fn default() -> Self {
+        MilvusSettings {
+            address: "127.0.0.1:19530".into(),
+            collection_prefix: "fmrecall".into(),
+            metric: MilvusMetric::L2,
+            oversample: 4,
+            min_extra: 90,
+            connect_timeout_ms: 500,
+            timeout_ms: 1000,
+            retries: 2,
+            backoff_ms: 50,
+            insert_batch: 2000,
+            max_expression_slots: 10_000,
+            ready_timeout_seconds: 120,
+            drop_grace_seconds: 60,
+        }
+    }
+}
+
+impl From<MilvusError> for IndexError {
+    fn from(e: MilvusError) -> Self {
+        IndexError::Unavailable(e.to_string())
+    }
+}
+
+/// The collection holding `version`'s vectors: `{prefix}_{version}_{metric}`, every character
+/// outside `[A-Za-z0-9_]` replaced by `_` (Milvus's rule for names), starting with a letter.
+pub fn collection_name(prefix: &str, version: &str, metric: MilvusMetric) -> String {
+    let raw = format!("{prefix}_{version}_{}", metric.suffix());
+    let mut name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        name.insert_str(0, "c_");
+    }
+    name.truncate(255);
+    name
+}
+
+/// M of the norm reduction: the largest norm among `vectors`' rows.
+pub fn reduction_radius(vectors: &ItemVectors) -> f32 {
+    (0..vectors.len())
+        .map(|i| crate::kernels::dot(vectors.row(i), vectors.row(i)))
+        .fold(0.0f32, f32::max)
+        .sqrt()
+}
+
+/// An item vector as stored under the norm reduction: [x; √(M² − ‖x‖²)]. An item longer than M
+/// (written live after the collection was made) gets 0: it is then ranked as if its inner
+/// products were lowered by (‖x‖² − M²)/2, and the exact re-scoring still scores it right.
+pub fn reduced_item(row: &[f32], radius: f32) -> Vec<f32> {
+    let norm2 = crate::kernels::dot(row, row);
+    let mut out = Vec::with_capacity(row.len() + 1);
+    out.extend_from_slice(row);
+    out.push((radius * radius - norm2).max(0.0).sqrt());
+    out
+}
+
+/// A query as searched under the norm reduction: [q; 0].
+pub fn reduced_query(query: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(query.len() + 1);
+    out.extend_from_slice(query);
+    out.push(0.0);
+    out
+}
+
+/// `filter` as a Milvus boolean expression over the integer `slot` of `n` item slots; `None` when
+/// its list (and, for `Only`, the complement) is longer than `max_slots`: the caller scans
+/// exactly. Every expression leaves out the sentinel row. Only integers are written: the ids of a
+/// request are turned into slots before this, so nothing a client sends reaches the expression.
+pub fn filter_expression(filter: Filter<'_>, n: usize, max_slots: usize) -> Option<String> {
+    fn list(slots: impl Iterator<Item = u32>) -> String {
+        let mut out = String::from("[");
+        for (i, s) in slots.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&s.to_string());
+        }
+        out.push(']');
+        out
+    }
+    fn in_range(list: &[u32], n: usize) -> impl Iterator<Item = u32> + '_ {
+        list.iter().copied().filter(move |&s| (s as usize) < n)
+    }
+    match filter {
+        Filter::All => Some("slot >= 0".into()),
+        Filter::Exclude([]) => Some("slot >= 0".into()),
+        Filter::Exclude(excluded) if excluded.len() <= max_slots => Some(format!(
+            "slot >= 0 and slot not in {}",
+            list(in_range(excluded, n))
+        )),
+        Filter::Only(allowed) if allowed.len() <= max_slots => {
+            Some(format!("slot in {}", list(in_range(allowed, n))))
+        }
+        Filter::Only(allowed) if n.saturating_sub(allowed.len()) <= max_slots => {
+            // The complement: every slot below n that `allowed` (sorted) does not hold.
+            let mut rest = Vec::with_capacity(n.saturating_sub(allowed.len()));
+            let mut next = allowed.iter().peekable();
+            for s in 0..n as u32 {
+                if next.peek() == Some(&&s) {
+                    next.next();
+                } else {
+                    rest.push(s);
+                }
+            }
+            Some(if rest.is_empty() {
+                "slot >= 0".into()
+            } else {
+                format!("slot >= 0 and slot not in {}", list(rest.into_iter()))
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Collections in use by models of this process, counted: a swapped-out model's collection is
+/// dropped after the grace period only if no model took it again meanwhile (a rollback).
+fn in_use() -> &'static Mutex<HashMap<String, usize>> {
+    static IN_USE: std::sync::OnceLock<Mutex<HashMap<String, usize>>> = std::sync::OnceLock::new();
+    IN_USE.get_or_init(Default::default)
+}
+
+fn count_use(collection: &str, delta: isize) -> usize {
+    let mut map = in_use().lock().unwrap_or_else(|e| e.into_inner());
+    let count = map.entry(collection.to_string()).or_insert(0);
+    *count = count.saturating_add_signed(delta);
+    let now = *count;
+    if now == 0 {
+        map.remove(collection);
+    }
+    now
+}
+
+/// Item vectors in a Milvus collection, searched there and re-scored here.
+pub struct MilvusIndex {
+    client: Arc<MilvusClient>,
+    collection: String,
+    vectors: Arc<ItemVectors>,
+    settings: MilvusSettings,
+    /// M of the norm reduction (unused under `ip`).
+    radius: f32,
+    /// Whether the collection was found complete rather than written by this load.
+    reused: bool,
+    build_seconds: f64,
+}
+
+impl MilvusIndex {
+    /// The collection of `version` over `vectors`: reused when complete, else (re)written; waits
+    /// until its sentinel is visible and it is loaded. **Errors** when Milvus cannot be reached or
+    /// refuses, or the collection is not ready within `ready_timeout_seconds`.
+    pub fn open(
+        vectors: Arc<ItemVectors>,
+        settings: &MilvusSettings,
+        version: &str,
+    ) -> Result<MilvusIndex, IndexError> {
+        let started = Instant::now();
+        let client = Arc::new(MilvusClient::new(settings));
+        let collection = collection_name(&settings.collection_prefix, version, settings.metric);
+        let radius = reduction_radius(&vectors);
+        let deadline = started + Duration::from_secs(settings.ready_timeout_seconds);
+        let mut index = MilvusIndex {
+            client,
+            collection,
+            vectors,
+            settings: settings.clone(),
+            radius,
+            reused: false,
+            build_seconds: 0.0,
+        };
+        let exists = index.client.list_collections()?.contains(&index.collection);
+        index.reused = exists && index.is_complete()?;
+        if !index.reused {
+            if exists {
+                // Half written (a crash, or another replica still writing: it will find its
+                // rows gone and its check failing, and refuse; a model is never served unchecked).
+                tracing::warn!(collection = %index.collection, "incomplete collection: rewriting it");
+                index.client.drop_collection(&index.collection)?;
+            }
+            index.write()?;
+        }
+        index.wait_ready(deadline)?;
+        count_use(&index.collection, 1);
+        index.build_seconds = started.elapsed().as_secs_f64();
+        Ok(index)
+    }
+
+    /// The collection's name.
+    pub fn collection(&self) -> &str {
+        &self.collection
+    }
+
+    /// Whether the collection was found complete (not written by this load).
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    fn is_complete(&self) -> Result<bool, IndexError> {
+        Ok(!self
+            .client
+            .query(&self.collection, &format!("slot == {SENTINEL_SLOT}"), 1)?
+            .is_empty())
+    }
+
+    /// The vector of `row` as stored.
+    fn stored(&self, row: &[f32]) -> Vec<f32> {
+        match self.settings.metric {
+            MilvusMetric::L2 => reduced_item(row, self.radius),
+            MilvusMetric::Ip => row.to_vec(),
+        }
+    }
+
+    fn stored_dim(&self) -> usize {
+        match self.settings.metric {
+            MilvusMetric::L2 => self.vectors.dim() + 1,
+            MilvusMetric::Ip => self.vectors.dim(),
+        }
+    }
+
+    /// Creates the collection, writes every row, then the sentinel.
+    fn write(&self) -> Result<(), IndexError> {
+        self.client.create_collection(
+            &self.collection,
+            self.stored_dim(),
+            self.settings.metric.milvus_name(),
+        )?;
+        self.insert_rows(0..self.vectors.len())?;
+        let zero = vec![0.0; self.stored_dim()];
+        self.client
+            .insert(&self.collection, &[(SENTINEL_SLOT, zero)])?;
+        Ok(())
+    }
+
+    fn insert_rows(&self, rows: std::ops::Range<usize>) -> Result<(), IndexError> {
+        let batch = self.settings.insert_batch.max(1);
+        let mut start = rows.start;
+        while start < rows.end {
+            let end = (start + batch).min(rows.end);
+            let data: Vec<(i64, Vec<f32>)> = (start..end)
+                .map(|i| (i as i64, self.stored(self.vectors.row(i))))
+                .collect();
+            self.client.insert(&self.collection, &data)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Waits until the sentinel is visible and the collection loaded.
+    fn wait_ready(&self, deadline: Instant) -> Result<(), IndexError> {
+        loop {
+            let loaded = self
+                .client
+                .describe(&self.collection)?
+                .get("load")
+                .and_then(|l| l.as_str())
+                .is_some_and(|l| l == "LoadStateLoaded");
+            if loaded && self.is_complete()? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(IndexError::Unavailable(format!(
+                    "collection {} not loaded and complete after {} s",
+                    self.collection, self.settings.ready_timeout_seconds
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The primary keys of the rows holding these slots.
+    fn row_ids(&self, slots: &[u32]) -> Result<Vec<serde_json::Value>, IndexError> {
+        let mut ids = Vec::new();
+        for chunk in slots.chunks(self.settings.max_expression_slots.max(1)) {
+            let filter = format!(
+                "slot in [{}]",
+                chunk
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            // Several rows per slot are possible (replicas writing the same live item).
+            let rows =
+                self.client
+                    .query(&self.collection, &filter, QUERY_WINDOW.min(chunk.len() * 4))?;
+            ids.extend(rows.into_iter().map(|r| r.id));
+        }
+        Ok(ids)
+    }
+
+    /// Whether Milvus answers and the collection is loaded (what `/readyz` asks).
+    pub fn check_health(&self) -> Result<(), IndexError> {
+        let state = self.client.describe(&self.collection)?;
+        match state.get("load").and_then(|l| l.as_str()) {
+            Some("LoadStateLoaded") => Ok(()),
+            other => Err(IndexError::Unavailable(format!(
+                "collection {} is {}",
+                self.collection,
+                other.unwrap_or("in an unknown state")
+            ))),
+        }
+    }
+
+    /// How many candidates a recall of `k` at `ef` asks Milvus for.
+    pub(crate) fn candidates(&self, k: usize, ef: Option<usize>) -> usize {
+        (k * self.settings.oversample)
+            .max(k + self.settings.min_extra)
+            .max(ef.unwrap_or(0))
+            .min(MAX_CANDIDATES)
+    }
+}
+
+impl RecallIndex for MilvusIndex {
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Filter<'_>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check_query(query, self.vectors.dim())?;
+        let n = self.vectors.len();
+        let Some(expression) = filter_expression(filter, n, self.settings.max_expression_slots)
+        else {
+            // A list too long for an expression: the allowed items scanned here, exactly.
+            return Ok(super::exact::exact_top_k(&self.vectors, query, k, filter));
+        };
+        let searched = match self.settings.metric {
+            MilvusMetric::L2 => reduced_query(query),
+            MilvusMetric::Ip => query.to_vec(),
+        };
+        let rows = self.client.search(
+            &self.collection,
+            &searched,
+            self.candidates(k, ef),
+            &expression,
+        )?;
+        // Exact re-scoring; a slot may come twice (replicas writing the same live item).
+        let mut top = TopK::new(k);
+        let mut taken = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            let Ok(slot) = u32::try_from(row.slot) else {
+                continue;
+            };
+            if (slot as usize) < n && filter.allows(slot) && taken.insert(slot) {
+                top.push(
+                    slot,
+                    crate::kernels::dot(query, self.vectors.row(slot as usize)),
+                );
+            }
+        }
+        Ok(top.into_sorted())
+    }
+
+    fn info(&self) -> IndexInfo {
+        IndexInfo {
+            kind: "milvus",
+            items: self.vectors.len(),
+            dim: self.vectors.dim(),
+            params: serde_json::json!({
+                "address": self.settings.address,
+                "collection": self.collection,
+                "metric": self.settings.metric,
+                "oversample": self.settings.oversample,
+                "min_extra": self.settings.min_extra,
+                "reduction_radius": self.radius,
+                "reused_collection": self.reused,
+            }),
+            // The service keeps the vectors for exact re-scoring; the graph lives in Milvus.
+            memory_bytes: self.vectors.len() * self.vectors.dim() * 4,
+            build_seconds: self.build_seconds,
+        }
+    }
+
+    fn work_estimate(&self, _k: usize, _ef: Option<usize>) -> u64 {
+        // A network round trip: never on an async worker, never holding a CPU permit.
+        super::REMOTE_WORK
+    }
+
+    fn insert(&self, first: u32, count: usize) -> Result<(), IndexError> {
+        check_appended(&self.vectors, first, count)?;
+        let rows = first as usize..first as usize + count;
+        check_finite_rows(&self.vectors, rows.clone())?;
+        // Replace: a restart, or another replica, may have written these slots already.
+        let slots: Vec<u32> = rows.clone().map(|i| i as u32).collect();
+        let stale = self.row_ids(&slots)?;
+        self.client.delete(&self.collection, &stale)?;
+        self.insert_rows(rows)?;
+        // Read your writes, as the in-process indexes give: Milvus makes rows searchable a moment
+        // after the insert (under a second here), so the write answers once the last one is.
+        if let Some(&last) = slots.last() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.row_ids(&[last])?.is_empty() {
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        slot = last,
+                        "an inserted row is not visible in Milvus after 10 s"
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    fn regrown(&self, vectors: Arc<ItemVectors>) -> Result<Arc<dyn RecallIndex>, IndexError> {
+        Ok(Arc::new(MilvusIndex {
+            client: self.client.clone(),
+            collection: self.collection.clone(),
+            vectors,
+            settings: self.settings.clone(),
+            radius: self.radius,
+            reused: self.reused,
+            build_seconds: self.build_seconds,
+        }))
+    }
+
+    fn remove(&self, item: u32) -> bool {
+        // The service keeps excluding the slot itself (false); the rows go from Milvus too, so
+        // they stop taking candidate places. A failure here only costs candidates.
+        match self.row_ids(&[item]) {
+            Ok(ids) => {
+                if let Err(e) = self.client.delete(&self.collection, &ids) {
+                    tracing::warn!(slot = item, error = %e, "could not delete a retired slot from Milvus");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(slot = item, error = %e, "could not find a retired slot in Milvus")
+            }
+        }
+        false
+    }
+
+    fn health(&self) -> Result<(), IndexError> {
+        self.check_health()
+    }
+
+    fn retire(&self) {
+        let grace = self.settings.drop_grace_seconds;
+        if grace == 0 {
+            return;
+        }
+        let client = self.client.clone();
+        let collection = self.collection.clone();
+        let spawned = std::thread::Builder::new()
+            .name("milvus-retire".into())
+            .spawn(move || {
+                std::thread::sleep(Duration::from_secs(grace));
+                if count_use(&collection, -1) == 0 {
+                    match client.drop_collection(&collection) {
+                        Ok(()) => tracing::info!(collection = %collection, "dropped a retired collection"),
+                        Err(e) => tracing::warn!(collection = %collection, error = %e, "could not drop a retired collection"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not schedule the retired collection's drop");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_norm_reduction_turns_l2_order_into_inner_product_order() {
+        let mut rng = crate::rng::Rng::new(3);
+        let dim = 8;
+        // Norms that vary by two orders of magnitude, as popularity makes them.
+        let items: Vec<Vec<f32>> = (0..200)
+            .map(|i| {
+                let scale = 0.05 + (i % 20) as f32 * 0.5;
+                (0..dim).map(|_| rng.normal() as f32 * scale).collect()
+            })
+            .collect();
+        let vectors = ItemVectors::from_raw(dim, items.concat());
+        let radius = reduction_radius(&vectors);
+        let largest = items
+            .iter()
+            .map(|x| crate::kernels::dot(x, x).sqrt())
+            .fold(0.0, f32::max);
+        assert!((radius - largest).abs() < 1e-4);
+        for _ in 0..20 {
+            let q: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
+            let rq = reduced_query(&q);
+            assert_eq!(rq.len(), dim + 1);
+            assert_eq!(rq[dim], 0.0);
+            let l2 = |x: &[f32]| {
+                let rx = reduced_item(x, radius);
+                // Every reduced item lies on the sphere of radius M.
+                assert!((crate::kernels::dot(&rx, &rx).sqrt() - radius).abs() < 1e-3 * radius);
+                rq.iter()
+                    .zip(&rx)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+            };
+            // ‖q − x̃‖² = ‖q‖² + M² − 2⟨q, x⟩ for every item.
+            let q2 = crate::kernels::dot(&q, &q);
+            for x in &items {
+                let expected = q2 + radius * radius - 2.0 * crate::kernels::dot(&q, x);
+                assert!((l2(x) - expected).abs() < 1e-3 * (1.0 + expected.abs()));
+            }
+            let mut by_ip: Vec<usize> = (0..items.len()).collect();
+            by_ip.sort_by(|&a, &b| {
+                crate::kernels::dot(&q, &items[b]).total_cmp(&crate::kernels::dot(&q, &items[a]))
+            });
+            let mut by_l2: Vec<usize> = (0..items.len()).collect();
+            by_l2.sort_by(|&a, &b| l2(&items[a]).total_cmp(&l2(&items[b])));
+            assert_eq!(by_ip[..10], by_l2[..10]);
+        }
+    }
+
+    #[test]
+    fn an_item_longer_than_the_radius_gets_a_zero_coordinate_not_a_nan() {
+        let v = reduced_item(&[3.0, 4.0], 2.0);
+        assert_eq!(v, vec![3.0, 4.0, 0.0]);
+    }
+
+    #[test]
+    fn filters_become_expressions_over_integer_slots_only() {
+        assert_eq!(
+            filter_expression(Filter::All, 10, 100).unwrap(),
+            "slot >= 0"
+        );
+        assert_eq!(
+            filter_expression(Filter::Exclude(&[]), 10, 100).unwrap(),
+            "slot >= 0"
+        );
+        assert_eq!(
+            filter_expression(Filter::Exclude(&[1, 4, 7]), 10, 100).unwrap(),
+            "slot >= 0 and slot not in [1,4,7]"
+        );
+        assert_eq!(
+            filter_expression(Filter::Only(&[2, 3]), 10, 100).unwrap(),
+            "slot in [2,3]"
+        );
+        // Slots beyond the index are dropped, not sent.
+        assert_eq!(
+            filter_expression(Filter::Only(&[2, 30]), 10, 100).unwrap(),
+            "slot in [2]"
+        );
+    }
+
+    #[test]
+    fn a_long_allow_list_is_sent_as_its_complement_and_a_longer_one_not_at_all() {
+        let allowed: Vec<u32> = (0..10).filter(|s| *s != 3 && *s != 8).collect();
+        assert_eq!(
+            filter_expression(Filter::Only(&allowed), 10, 4).unwrap(),
+            "slot >= 0 and slot not in [3,8]"
+        );
+        let half: Vec<u32> = (0..10).step_by(2).collect();
+        assert!(filter_expression(Filter::Only(&half), 10, 4).is_none());
+        let many: Vec<u32> = (0..6).collect();
+        assert!(filter_expression(Filter::Exclude(&many), 10, 4).is_none());
+    }
+
+    #[test]
+    fn expressions_hold_nothing_but_slots_and_fixed_words() {
+        let mut rng = crate::rng::Rng::new(9);
+        for _ in 0..100 {
+            let mut list: Vec<u32> = (0..20).map(|_| (rng.uniform() * 1000.0) as u32).collect();
+            list.sort_unstable();
+            list.dedup();
+            for filter in [Filter::Exclude(&list), Filter::Only(&list)] {
+                let e = filter_expression(filter, 1000, 100).unwrap();
+                let rest = e
+                    .replace("slot >= 0 and slot not in ", "")
+                    .replace("slot in ", "");
+                assert!(
+                    rest.chars()
+                        .all(|c| c.is_ascii_digit() || "[],".contains(c)),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn collection_names_keep_to_milvus_characters() {
+        assert_eq!(
+            collection_name("fmrecall", "20261206-044500-ab12", MilvusMetric::L2),
+            "fmrecall_20261206_044500_ab12_l2"
+        );
+        assert_eq!(
+            collection_name("1x", "v\"; drop", MilvusMetric::Ip),
+            "c_1x_v___drop_ip"
+        );
+    }
+}
