@@ -218,6 +218,45 @@ fn read_interactions(
     Ok(())
 }
 
+/// Reads the interactions of `train` files as train and, under a `file:` split, those of the test
+/// file as test (the same format read by `read`), interning ids in order of first appearance.
+pub(super) fn read_split(
+    train: &[&Path],
+    split: &SplitSpec,
+    mut read: impl FnMut(
+        &Path,
+        Part,
+        (&mut IdIndex, &mut IdIndex),
+        &mut Vec<Interaction>,
+    ) -> Result<(), DataError>,
+) -> Result<(IdIndex, IdIndex, Vec<Interaction>), DataError> {
+    let mut users = IdIndex::default();
+    let mut items = IdIndex::default();
+    let mut interactions = Vec::new();
+    for path in train {
+        read(
+            path,
+            Part::Train,
+            (&mut users, &mut items),
+            &mut interactions,
+        )?;
+    }
+    match split {
+        SplitSpec::File(test_path) => {
+            let mut test = Vec::new();
+            read(test_path, Part::Test, (&mut users, &mut items), &mut test)?;
+            super::split::merge_test_file(&mut interactions, test);
+        }
+        SplitSpec::Canonical(name) => {
+            return Err(DataError::InvalidOption(format!(
+                "split {name}: canonical splits exist only in the MovieLens 100K layout"
+            )))
+        }
+        _ => {}
+    }
+    Ok((users, items, interactions))
+}
+
 /// Per id of a users or items file: its title and its features.
 pub(super) type SideFeatures = HashMap<String, (Option<String>, Vec<String>)>;
 
@@ -313,35 +352,10 @@ pub(super) fn load(
             dir.display()
         )));
     }
-    let mut users = IdIndex::default();
-    let mut items = IdIndex::default();
-    let mut interactions = Vec::new();
-    read_interactions(
-        &path,
-        names,
-        Part::Train,
-        (&mut users, &mut items),
-        &mut interactions,
-    )?;
-    match split {
-        SplitSpec::File(test_path) => {
-            let mut test = Vec::new();
-            read_interactions(
-                test_path,
-                names,
-                Part::Test,
-                (&mut users, &mut items),
-                &mut test,
-            )?;
-            super::split::merge_test_file(&mut interactions, test);
-        }
-        SplitSpec::Canonical(name) => {
-            return Err(DataError::InvalidOption(format!(
-                "split {name}: canonical splits exist only in the MovieLens 100K layout"
-            )))
-        }
-        _ => {}
-    }
+    let (users, items, interactions) =
+        read_split(&[path.as_path()], split, |path, part, ids, out| {
+            read_interactions(path, names, part, ids, out)
+        })?;
     let user_side = read_side(&dir.join("users.csv"))?;
     let item_side = read_side(&dir.join("items.csv"))?;
     Ok(assemble(users, items, interactions, &user_side, &item_side))

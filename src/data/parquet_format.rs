@@ -495,37 +495,11 @@ pub(super) fn load(
             dir.display()
         ))
     })?;
-    let mut users = IdIndex::default();
-    let mut items = IdIndex::default();
-    let mut interactions = Vec::new();
-    for path in &files {
-        read_interactions(
-            path,
-            names,
-            Part::Train,
-            (&mut users, &mut items),
-            &mut interactions,
-        )?;
-    }
-    match split {
-        SplitSpec::File(test_path) => {
-            let mut test = Vec::new();
-            read_interactions(
-                test_path,
-                names,
-                Part::Test,
-                (&mut users, &mut items),
-                &mut test,
-            )?;
-            super::split::merge_test_file(&mut interactions, test);
-        }
-        SplitSpec::Canonical(name) => {
-            return Err(DataError::InvalidOption(format!(
-                "split {name}: canonical splits exist only in the MovieLens 100K layout"
-            )))
-        }
-        _ => {}
-    }
+    let train: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (users, items, interactions) =
+        super::csv_format::read_split(&train, split, |path, part, ids, out| {
+            read_interactions(path, names, part, ids, out)
+        })?;
     let user_side = read_side(dir, "users")?;
     let item_side = read_side(dir, "items")?;
     Ok(super::csv_format::assemble(

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::synthetic::{cumulative, draw};
 use super::DataError;
 use crate::rng::Rng;
 
@@ -127,23 +128,6 @@ fn activity(config: &ShapeConfig, rng: &mut Rng) -> Vec<usize> {
         }
     }
     counts
-}
-
-fn cumulative(weights: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut acc = 0.0;
-    weights
-        .map(|w| {
-            acc += w;
-            acc
-        })
-        .collect()
-}
-
-fn draw(rng: &mut Rng, cumulative: &[f64]) -> usize {
-    let x = rng.uniform() * cumulative.last().copied().unwrap_or(0.0);
-    cumulative
-        .partition_point(|&c| c <= x)
-        .min(cumulative.len() - 1)
 }
 
 /// A file written under a temporary name and renamed into place once complete.
