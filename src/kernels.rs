@@ -75,7 +75,7 @@ impl Transposed {
 
     /// The transpose of `rows` (row-major, `dim` wide).
     pub fn new(rows: &[f32], dim: usize) -> Self {
-        let n = if dim == 0 { 0 } else { rows.len() / dim };
+        let n = rows.len().checked_div(dim).unwrap_or(0);
         let stride = n.div_ceil(Self::LANES) * Self::LANES;
         let mut data = vec![0f32; stride * dim];
         for (r, row) in rows.chunks_exact(dim.max(1)).enumerate().take(n) {

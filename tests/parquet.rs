@@ -39,7 +39,7 @@ fn write_table(path: &Path, columns: &[Col<'_>], rows_per_group: usize) {
     let fields: Vec<String> = columns
         .iter()
         .map(|c| match c {
-            Col::Int(n, logical, _) if logical.is_empty() => format!("OPTIONAL INT64 {n};"),
+            Col::Int(n, "", _) => format!("OPTIONAL INT64 {n};"),
             Col::Int(n, logical, _) => format!("OPTIONAL INT64 {n} ({logical});"),
             Col::Double(n, _) => format!("OPTIONAL DOUBLE {n};"),
             Col::Text(n, _) => format!("OPTIONAL BYTE_ARRAY {n} (STRING);"),
