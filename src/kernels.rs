@@ -79,6 +79,94 @@ fn dot_gather_body(query: &[f32], matrix: &[f32], ids: &[u32], out: &mut [f32], 
     }
 }
 
+/// Rows of a matrix stored component-major (`data[c * stride + r]`), with the row count padded
+/// with zero rows to a multiple of [`Transposed::LANES`]: the layout in which a block of queries
+/// scores 16 rows per step with no horizontal sums (a GEMM micro-kernel, as in Goto & van de
+/// Geijn, "Anatomy of high-performance matrix multiplication", 2008).
+#[derive(Debug, Clone)]
+pub struct Transposed {
+    dim: usize,
+    rows: usize,
+    stride: usize,
+    data: Vec<f32>,
+}
+
+impl Transposed {
+    /// Rows scored per step of the micro-kernel.
+    pub const LANES: usize = 16;
+    /// Queries scored per step of the micro-kernel.
+    pub const QUERIES: usize = 4;
+
+    /// The transpose of `rows` (row-major, `dim` wide).
+    pub fn new(rows: &[f32], dim: usize) -> Self {
+        let n = rows.len().checked_div(dim).unwrap_or(0);
+        let stride = n.div_ceil(Self::LANES) * Self::LANES;
+        let mut data = vec![0f32; stride * dim];
+        for (r, row) in rows.chunks_exact(dim.max(1)).enumerate().take(n) {
+            for (c, &x) in row.iter().enumerate() {
+                data[c * stride + r] = x;
+            }
+        }
+        Transposed {
+            dim,
+            rows: n,
+            stride,
+            data,
+        }
+    }
+
+    /// Number of (unpadded) rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Row count with padding: the distance between two queries' scores in [`score_block`]'s output.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Width of a row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+#[inline(always)]
+fn score_block_body(
+    queries: &[f32],
+    t: &Transposed,
+    tile: std::ops::Range<usize>,
+    out: &mut [f32],
+    fma: bool,
+) {
+    const L: usize = Transposed::LANES;
+    const Q: usize = Transposed::QUERIES;
+    let (dim, stride) = (t.dim, t.stride);
+    let mut r = tile.start;
+    while r < tile.end {
+        let mut acc = [[0f32; L]; Q];
+        for c in 0..dim {
+            let col: &[f32; L] = t.data[c * stride + r..][..L]
+                .try_into()
+                .expect("stride is a multiple of LANES");
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let x = queries[q * dim + c];
+                for l in 0..L {
+                    acc[l] = if fma {
+                        x.mul_add(col[l], acc[l])
+                    } else {
+                        acc[l] + x * col[l]
+                    };
+                }
+            }
+        }
+        for (q, acc) in acc.iter().enumerate() {
+            out[q * stride + r..][..L].copy_from_slice(acc);
+        }
+        r += L;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma")]
@@ -130,6 +218,16 @@ pub(crate) mod avx2 {
             i += 1;
         }
         sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn score_block(
+        queries: &[f32],
+        t: &super::Transposed,
+        tile: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        super::score_block_body(queries, t, tile, out, true)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -222,8 +320,48 @@ pub fn dot_gather(query: &[f32], matrix: &[f32], ids: &[u32], out: &mut [f32]) {
     dot_gather_body(query, matrix, ids, out, false)
 }
 
+/// Scores [`Transposed::QUERIES`] queries (row-major, `t.dim()` wide, in `queries`) against the
+/// rows `tile` of `t` (bounds multiples of [`Transposed::LANES`], the end at most `t.stride()`):
+/// `out[q * t.stride() + r] = ⟨query q, row r⟩`. Tiles that fit in L2 keep the rows there while
+/// every query block of a thread passes over them.
+///
+/// **Panics** if the slices are shorter than that or the tile is not aligned.
+pub fn score_block(queries: &[f32], t: &Transposed, tile: std::ops::Range<usize>, out: &mut [f32]) {
+    const L: usize = Transposed::LANES;
+    const Q: usize = Transposed::QUERIES;
+    assert!(tile.start % L == 0 && tile.end % L == 0 && tile.end <= t.stride);
+    assert!(queries.len() >= Q * t.dim && out.len() >= (Q - 1) * t.stride + tile.end);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { avx2::score_block(queries, t, tile, out) };
+        return;
+    }
+    score_block_body(queries, t, tile, out, false)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_block_of_queries_scores_every_row_as_dot_does() {
+        let (n, dim) = (37, 5);
+        let rows: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7919) % 23) as f32 - 11.0)
+            .collect();
+        let t = Transposed::new(&rows, dim);
+        assert_eq!((t.rows(), t.stride()), (37, 48));
+        let queries: Vec<f32> = (0..4 * dim).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+        let mut out = vec![f32::NAN; 4 * t.stride()];
+        score_block(&queries, &t, 0..16, &mut out);
+        score_block(&queries, &t, 16..48, &mut out);
+        for q in 0..4 {
+            for r in 0..n {
+                let expected = dot(&queries[q * dim..][..dim], &rows[r * dim..][..dim]);
+                assert_eq!(out[q * t.stride() + r], expected, "query {q} row {r}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -36,7 +36,7 @@ enum Command {
     /// Evaluate a saved model on a dataset and split.
     Eval(EvalArgs),
     /// Write a model's user and item vectors, ids and biases in inner-product form, as files other
-    /// systems read (NumPy .npy; Parquet is not yet available).
+    /// systems read (NumPy .npy or Parquet).
     Export(ExportArgs),
     /// Benchmark the recall indexes (exact, our graph with and without the norm walk, hnswlib,
     /// hnsw_rs): build time, recall@k against exact search, queries/s, memory.
@@ -61,14 +61,51 @@ enum Command {
     Healthcheck,
     /// Load a dataset into the database (idempotent; all or nothing).
     Import(ImportArgs),
+    /// Write a seeded rating log shaped like MovieLens 25M (Zipf item popularity, lognormal user
+    /// activity, ratings, timestamps) as the csv format's files, at any size.
+    Generate(GenerateArgs),
     /// The model registry.
     #[command(subcommand)]
     Models(ModelsCommand),
 }
 
 #[derive(Args)]
+struct GenerateArgs {
+    /// Folder to write interactions.csv (and users.csv, items.csv) into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of users (MovieLens 25M: 162541).
+    #[arg(long, default_value_t = 162_541)]
+    users: usize,
+    /// Number of items (MovieLens 25M: 59047).
+    #[arg(long, default_value_t = 59_047)]
+    items: usize,
+    /// Number of interactions, exactly (MovieLens 25M: 18.8M).
+    #[arg(long, default_value_t = 18_800_000)]
+    interactions: usize,
+    /// Zipf exponent of item popularity.
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// σ of the lognormal user activity.
+    #[arg(long, default_value_t = 1.1)]
+    activity_sigma: f64,
+    /// Interactions every user has at least.
+    #[arg(long, default_value_t = 20)]
+    min_per_user: usize,
+    /// Share of interactions rated ≥ 4.
+    #[arg(long, default_value_t = 0.62)]
+    positive_share: f64,
+    /// Also write users.csv and items.csv with side features.
+    #[arg(long)]
+    side_features: bool,
+    /// Seed: the same seed and sizes write the same files.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args)]
 struct ImportArgs {
-    /// movielens, csv or synthetic.
+    /// movielens, csv, parquet or synthetic.
     #[arg(value_enum)]
     format: Format,
     /// Folder with the files (not for synthetic).
@@ -446,7 +483,7 @@ struct ExportArgs {
     /// Folder to write into (created if needed; the export's own files in it are replaced).
     #[arg(long)]
     out: PathBuf,
-    /// File format. Only npy for now: Parquet is not yet available.
+    /// File format.
     #[arg(long, value_enum, default_value = "npy")]
     format: ExportFormat,
 }
@@ -456,6 +493,9 @@ struct ExportArgs {
 enum ExportFormat {
     /// NumPy .npy arrays (f32, C order) with ids files and manifest.json.
     Npy,
+    /// items.parquet and users.parquet (id, bias or constant, vector as list<float>; snappy)
+    /// with manifest.json.
+    Parquet,
 }
 
 #[derive(Args)]
@@ -564,6 +604,9 @@ fn progress_reporter() -> impl FnMut(Progress<'_>) {
                 tracing::info!(phase = name, max_epochs = epochs, "training phase");
             }
         }
+        Progress::Evaluated { done, total } => {
+            tracing::info!(users_done = done, users = total, "evaluating");
+        }
         Progress::Epoch(r) => {
             let precision = r.metrics.as_ref().map(|m| m.precision);
             if let Some(b) = &bar {
@@ -618,6 +661,7 @@ fn run(command: Command, mut settings: Settings) -> Result<(), Box<dyn std::erro
         )?),
         Command::Migrate => migrate(&settings),
         Command::Import(a) => import(a, &settings),
+        Command::Generate(a) => generate(&a),
         Command::Models(cmd) => models(cmd, &settings),
         Command::BenchIndex(a) => bench_index(&a),
         Command::BenchLive(a) => bench_live(&a),
@@ -754,6 +798,7 @@ fn export(a: &ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
     let artifact = fmrecall::fm::ModelArtifact::load(&a.model)?;
     let report = match a.format {
         ExportFormat::Npy => fmrecall::fm::write_npy(&artifact, &a.out)?,
+        ExportFormat::Parquet => fmrecall::fm::write_parquet(&artifact, &a.out)?,
     };
     let m = &report.manifest;
     println!(
@@ -786,6 +831,37 @@ fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "applied {applied} migration(s) to {}",
         settings.database.url
+    );
+    Ok(())
+}
+
+/// `fmrecall generate`: a rating log of MovieLens 25M's shape.
+fn generate(a: &GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = fmrecall::data::shaped::ShapeConfig {
+        users: a.users,
+        items: a.items,
+        interactions: a.interactions,
+        zipf: a.zipf,
+        activity_sigma: a.activity_sigma,
+        min_per_user: a.min_per_user,
+        positive_share: a.positive_share,
+        side_features: a.side_features,
+        ..fmrecall::data::shaped::ShapeConfig::movielens_25m()
+    };
+    let started = std::time::Instant::now();
+    let g = fmrecall::data::shaped::write_csv(&config, a.seed, &a.out)?;
+    let files: Vec<String> = g.files.iter().map(|f| f.display().to_string()).collect();
+    println!(
+        "wrote {} interactions of {} users and {} items ({:.1}% rated >= 4; most active user {}, \
+         most popular item {}) in {:.1} s: {}",
+        g.interactions,
+        a.users,
+        a.items,
+        100.0 * g.positive_share,
+        g.max_per_user,
+        g.max_per_item,
+        started.elapsed().as_secs_f64(),
+        files.join(", ")
     );
     Ok(())
 }

@@ -332,3 +332,39 @@ fn a_batch_job_logs_its_stages_and_epochs_with_time_left_and_counts_print_as_int
         .expect("a users row");
     assert!(!users.contains('.'), "{users}");
 }
+
+#[test]
+fn progress_lines_reach_a_log_file_and_the_summary_reports_costs_and_peak_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // stderr redirected to a file, as `fmrecall train … 2> train.log` in a batch job.
+    let log_path = dir.path().join("train.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let train = fmrecall_in(dir.path())
+        .args(["train", "--format", "synthetic", "--users", "300"])
+        .args(["--items", "150", "--dim", "8", "--epochs", "3"])
+        .args(["--eval-every", "1", "--eval-users", "40", "--no-refit"])
+        .args(["--no-register", "--json", "--out"])
+        .arg(dir.path().join("m"))
+        .stderr(log_file)
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(train.status.success(), "{log}");
+    for line in [
+        "stage=\"loading data\"",
+        "epoch=1",
+        "epoch=3",
+        "eta_seconds=",
+        "stage=\"evaluating\"",
+        "users_done=",
+        "stage=\"writing the artifact\"",
+    ] {
+        assert!(log.contains(line), "{line} in {log}");
+    }
+    let summary = last_json_line(&train.stdout);
+    assert_eq!(summary["history_users"], 40, "{summary}");
+    let peak = summary["peak_rss_bytes"].as_u64().expect("peak_rss_bytes");
+    assert!(peak > 1 << 20, "{summary}");
+    assert!(summary["eval_seconds"].as_f64().is_some(), "{summary}");
+    assert!(summary["load_seconds"].as_f64().is_some(), "{summary}");
+}

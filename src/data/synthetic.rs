@@ -47,7 +47,7 @@ const AGES: [&str; 7] = [
 ];
 
 /// Draws an index with probability proportional to `weights` given their running sums.
-fn draw(rng: &mut Rng, cumulative: &[f64]) -> usize {
+pub(super) fn draw(rng: &mut Rng, cumulative: &[f64]) -> usize {
     let total = *cumulative.last().unwrap_or(&0.0);
     let x = rng.uniform() * total;
     cumulative
@@ -55,7 +55,8 @@ fn draw(rng: &mut Rng, cumulative: &[f64]) -> usize {
         .min(cumulative.len() - 1)
 }
 
-fn cumulative(weights: impl Iterator<Item = f64>) -> Vec<f64> {
+/// Running sums of `weights`, for [`draw`].
+pub(super) fn cumulative(weights: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut acc = 0.0;
     weights
         .map(|w| {

@@ -1,5 +1,12 @@
 //! The exported inner-product form as files other systems read (Spark, Faiss, a vector database):
-//! `fmrecall export --format npy`.
+//! `fmrecall export --format npy` and `--format parquet`.
+//!
+//! Parquet ([`write_parquet`]), snappy-compressed, one file per side:
+//! - `items.parquet`: `id` (string), `bias` (float: b_i), `vector` (list<float>: [q_i; b_i]);
+//! - `users.parquet`: `id` (string), `constant` (float: c_u), `vector` (list<float>: [p_u; 1]);
+//! - `manifest.json` as below;
+//!
+//! so that score(u, i) = users.constant[u] + users.vector[u] · items.vector[i]. In NumPy form:
 //!
 //! Into one folder:
 //! - `item_vectors.npy`: f32 (n_items × (k + 1)), row i = [q_i; b_i], in the artifact's catalog order;
@@ -44,6 +51,15 @@ pub const USER_IDS: &str = "user_ids.txt";
 /// See [`ITEM_VECTORS`].
 pub const MANIFEST: &str = "manifest.json";
 
+/// File names of a Parquet export.
+pub const ITEMS_PARQUET: &str = "items.parquet";
+/// See [`ITEMS_PARQUET`].
+pub const USERS_PARQUET: &str = "users.parquet";
+
+/// How a Parquet export's files combine into the FM score (also in its manifest).
+pub const PARQUET_SCORE_FORMULA: &str =
+    "score(u, i) = users.constant[u] + users.vector[u] · items.vector[i]";
+
 /// How the files combine into the FM score (also in the manifest).
 pub const SCORE_FORMULA: &str =
     "score(u, i) = user_constants[u] + user_vectors[u] · item_vectors[i]";
@@ -61,6 +77,14 @@ pub enum ExportError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The Parquet writer refused the data.
+    #[error("{path}: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What the writer said.
+        message: String,
     },
     /// An id cannot be written one a line.
     #[error(
@@ -84,7 +108,7 @@ pub struct ExportedFile {
     pub name: String,
     /// What it holds.
     pub contents: String,
-    /// Array shape for `.npy` files; `[lines]` for ids files.
+    /// Array shape for `.npy` files; `[lines]` for ids files; `[rows, vector length]` for Parquet.
     pub shape: Vec<usize>,
     /// Size in bytes.
     pub bytes: u64,
@@ -95,7 +119,7 @@ pub struct ExportedFile {
 /// `manifest.json`: what an export holds and how to use it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportManifest {
-    /// `npy`.
+    /// `npy` or `parquet`.
     pub format: String,
     /// The artifact's model version.
     pub model_version: String,
@@ -132,20 +156,179 @@ pub fn write_npy(artifact: &ModelArtifact, dir: &Path) -> Result<ExportReport, E
     let meta = &artifact.meta;
     check_ids(&dir.join(USER_IDS), "user", &meta.users)?;
     check_ids(&dir.join(ITEM_IDS), "item", &meta.items)?;
+    staged_export(dir, |staged| write_all(artifact, staged))
+}
+
+/// Writes the inner-product form of `artifact` into `dir` as `items.parquet`, `users.parquet`
+/// and a manifest (see the module documentation), staged and renamed as [`write_npy`] does.
+///
+/// **Errors** if `dir` exists and is not a folder or a file cannot be written.
+pub fn write_parquet(artifact: &ModelArtifact, dir: &Path) -> Result<ExportReport, ExportError> {
+    staged_export(dir, |staged| write_all_parquet(artifact, staged))
+}
+
+/// Creates `dir` and runs `write` on a staging area, whose files are removed on failure.
+fn staged_export(
+    dir: &Path,
+    write: impl FnOnce(&mut Staged<'_>) -> Result<ExportReport, ExportError>,
+) -> Result<ExportReport, ExportError> {
     if dir.exists() && !dir.is_dir() {
         return Err(ExportError::NotAFolder(dir.to_path_buf()));
     }
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-
     let mut staged = Staged {
         dir,
         files: Vec::new(),
     };
-    let result = write_all(artifact, &mut staged);
+    let result = write(&mut staged);
     if result.is_err() {
         staged.discard();
     }
     result
+}
+
+/// Rows per row group of a vectors file: 65,536 rows of 65 floats are 17 MB before compression.
+const ROWS_PER_GROUP: usize = 1 << 16;
+
+/// A Parquet file of `id`, a float column `scalar` and `vector` (list<float>, `width` long rows
+/// of `vectors`), in memory: the writer needs a `Send` sink, and the staging writer hashes what
+/// it is given.
+fn vectors_parquet(
+    ids: &[Entity],
+    scalar: (&str, &[f32]),
+    vectors: &[f32],
+    width: usize,
+) -> parquet::errors::Result<Vec<u8>> {
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType, FloatType};
+    use parquet::errors::ParquetError;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+
+    let (scalar_name, scalars) = scalar;
+    // The three-level LIST layout of the Parquet format's LogicalTypes.md, which Spark, pandas
+    // and DuckDB read as an array column.
+    let schema = parquet::schema::parser::parse_message_type(&format!(
+        "message vectors {{
+            REQUIRED BYTE_ARRAY id (STRING);
+            REQUIRED FLOAT {scalar_name};
+            REQUIRED group vector (LIST) {{
+                REPEATED group list {{
+                    REQUIRED FLOAT element;
+                }}
+            }}
+        }}"
+    ))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = SerializedFileWriter::new(&mut buf, Arc::new(schema), Arc::new(props))?;
+    let missing = || ParquetError::General("the schema has three columns".into());
+    let mut start = 0;
+    while start < ids.len() {
+        let end = (start + ROWS_PER_GROUP).min(ids.len());
+        let mut group = writer.next_row_group()?;
+        let mut column = group.next_column()?.ok_or_else(missing)?;
+        let id_values: Vec<ByteArray> = ids[start..end]
+            .iter()
+            .map(|e| ByteArray::from(e.id.as_str()))
+            .collect();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&id_values, None, None)?;
+        column.close()?;
+        let mut column = group.next_column()?.ok_or_else(missing)?;
+        column
+            .typed::<FloatType>()
+            .write_batch(&scalars[start..end], None, None)?;
+        column.close()?;
+        let mut column = group.next_column()?.ok_or_else(missing)?;
+        let n = (end - start) * width;
+        // Every element present (definition level 1); a repetition level of 0 starts a row.
+        let defs = vec![1i16; n];
+        let reps: Vec<i16> = (0..n).map(|j| i16::from(j % width != 0)).collect();
+        column.typed::<FloatType>().write_batch(
+            &vectors[start * width..end * width],
+            Some(&defs),
+            Some(&reps),
+        )?;
+        column.close()?;
+        group.close()?;
+        start = end;
+    }
+    writer.close()?;
+    Ok(buf)
+}
+
+fn write_all_parquet(
+    artifact: &ModelArtifact,
+    staged: &mut Staged<'_>,
+) -> Result<ExportReport, ExportError> {
+    let (meta, model) = (&artifact.meta, &artifact.model);
+    let k = model.dim();
+    let (n_users, n_items) = (meta.users.len(), meta.items.len());
+    let parquet_err = |name: &str| {
+        let path = staged.dir.join(name);
+        move |e: parquet::errors::ParquetError| ExportError::Parquet {
+            path,
+            message: e.to_string(),
+        }
+    };
+
+    let items = ItemVectors::new(model, &artifact.item_rows());
+    let biases: Vec<f32> = (0..n_items).map(|i| items.row(i)[k]).collect();
+    let bytes = vectors_parquet(&meta.items, ("bias", &biases), items.as_slice(), k + 1)
+        .map_err(parquet_err(ITEMS_PARQUET))?;
+    drop(items);
+    let mut files = vec![staged.write(
+        ITEMS_PARQUET,
+        "per item: id, bias b_i, vector [q_i; b_i]",
+        vec![n_items, k + 1],
+        |out| out.write_all(&bytes),
+    )?];
+
+    let user_rows = artifact.user_rows();
+    let mut vectors = Vec::with_capacity(n_users * (k + 1));
+    let mut constants = Vec::with_capacity(n_users);
+    for u in 0..n_users {
+        let query = UserQuery::new(model, user_rows.row(u));
+        vectors.extend_from_slice(&query.vector);
+        constants.push(query.constant);
+    }
+    let bytes = vectors_parquet(&meta.users, ("constant", &constants), &vectors, k + 1)
+        .map_err(parquet_err(USERS_PARQUET))?;
+    drop(vectors);
+    files.push(staged.write(
+        USERS_PARQUET,
+        "per user: id, constant c_u, vector [p_u; 1]",
+        vec![n_users, k + 1],
+        |out| out.write_all(&bytes),
+    )?);
+    let manifest = ExportManifest {
+        format: "parquet".into(),
+        model_version: meta.version.clone(),
+        model_created_at: meta.created_at.clone(),
+        dim: k,
+        users: n_users,
+        items: n_items,
+        score: PARQUET_SCORE_FORMULA.into(),
+        files,
+    };
+    finish(staged, manifest)
+}
+
+/// Writes the manifest (renamed last) and renames every staged file into place.
+fn finish(staged: &mut Staged<'_>, manifest: ExportManifest) -> Result<ExportReport, ExportError> {
+    let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
+    // Staged like the others (renamed last); it does not list itself.
+    staged.write(MANIFEST, "", Vec::new(), |out| out.write_all(&json))?;
+    staged.commit()?;
+    Ok(ExportReport {
+        dir: staged.dir.to_path_buf(),
+        manifest,
+    })
 }
 
 fn write_all(
@@ -212,14 +395,7 @@ fn write_all(
         score: SCORE_FORMULA.into(),
         files,
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
-    // Staged like the others (renamed last); it does not list itself.
-    staged.write(MANIFEST, "", Vec::new(), |out| out.write_all(&json))?;
-    staged.commit()?;
-    Ok(ExportReport {
-        dir: staged.dir.to_path_buf(),
-        manifest,
-    })
+    finish(staged, manifest)
 }
 
 fn check_ids(path: &Path, kind: &'static str, entities: &[Entity]) -> Result<(), ExportError> {

@@ -15,6 +15,6 @@ pub mod train;
 pub use artifact::{ArtifactError, ModelArtifact};
 pub use eval::{EvalSet, Metrics};
 pub use export::UserQuery;
-pub use export_files::{write_npy, ExportError, ExportManifest, ExportReport};
+pub use export_files::{write_npy, write_parquet, ExportError, ExportManifest, ExportReport};
 pub use model::FmModel;
 pub use train::{Loss, Schedule, TrainError, TrainHistory, TrainParams, TrainingSet};

@@ -41,6 +41,12 @@ pub struct TrainSummary {
     pub artifact: PathBuf,
     /// The model's version.
     pub version: String,
+    /// Wall time of loading and splitting the files (None when the data came from elsewhere).
+    pub load_seconds: Option<f64>,
+    /// Wall time of the final evaluation of the model on every test user.
+    pub eval_seconds: Option<f64>,
+    /// Peak resident memory of the process so far (Linux: VmHWM), in bytes.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl TrainSummary {
@@ -75,6 +81,17 @@ impl TrainSummary {
             self.artifact.display().to_string().into(),
         );
         obj.insert("version".into(), self.version.clone().into());
+        for (name, value) in [
+            ("load_seconds", self.load_seconds),
+            ("eval_seconds", self.eval_seconds),
+        ] {
+            if let Some(v) = value {
+                obj.insert(name.into(), v.into());
+            }
+        }
+        if let Some(bytes) = self.peak_rss_bytes {
+            obj.insert("peak_rss_bytes".into(), bytes.into());
+        }
         if let Some(p) = &self.popularity {
             obj.insert(
                 "popularity".into(),
@@ -114,6 +131,24 @@ impl TrainSummary {
                 out.push_str("trained on all interactions (--split none): not evaluated\n")
             }
             ModelFit::TrainSplit => {}
+        }
+        let mut costs = Vec::new();
+        if let Some(s) = self.load_seconds {
+            costs.push(format!("load {s:.1} s"));
+        }
+        if let Some(s) = self.eval_seconds {
+            let users = self.metrics.as_ref().map_or(0, |m| m.users);
+            costs.push(format!("final evaluation {s:.1} s ({users} users)"));
+        }
+        if let Some(users) = self.history_users {
+            costs.push(format!("per-epoch history on {users} users"));
+        }
+        if let Some(bytes) = self.peak_rss_bytes {
+            costs.push(format!("peak RSS {:.2} GB", bytes as f64 / 1e9));
+        }
+        if !costs.is_empty() {
+            out.push_str(&costs.join("; "));
+            out.push('\n');
         }
         match (&self.metrics, &self.popularity) {
             (Some(m), Some(p)) => out.push_str(&comparison_table(m, p)),

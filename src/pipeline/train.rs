@@ -10,7 +10,9 @@ use crate::data::{
     ValidationSplit,
 };
 use crate::fm::artifact::{make_version, rfc3339, ArtifactMeta, ModelFit, TrainingInfo};
-use crate::fm::eval::{evaluate, evaluate_model, popularity, ColdKind, ColdStart, Comparison};
+use crate::fm::eval::{
+    evaluate, evaluate_model, evaluate_model_reporting, popularity, ColdKind, ColdStart, Comparison,
+};
 use crate::fm::history::{self, HistoryMeta};
 use crate::fm::train::{train, EpochReport, TrainOutcome};
 use crate::fm::{
@@ -92,6 +94,13 @@ pub enum Progress<'a> {
     /// A step outside the epochs starts (loading the data, evaluating, writing the artifact), so
     /// that a batch job's log says where the time goes.
     Stage(&'static str),
+    /// The final evaluation has ranked `done` of its `total` users (about every 10 s).
+    Evaluated {
+        /// Users evaluated so far.
+        done: usize,
+        /// Users to evaluate.
+        total: usize,
+    },
 }
 
 /// The data prepared for one training run.
@@ -235,8 +244,20 @@ pub fn run_train(
 ) -> Result<TrainSummary, JobError> {
     job.params.check()?;
     progress(Progress::Stage("loading data"));
+    let started = std::time::Instant::now();
     let dataset = Dataset::load(&job.source)?;
-    train_on(job, dataset, progress)
+    let load_seconds = started.elapsed().as_secs_f64();
+    let mut summary = train_on(job, dataset, progress)?;
+    summary.load_seconds = Some(load_seconds);
+    Ok(summary)
+}
+
+/// The process's peak resident set (VmHWM of /proc/self/status) in bytes, where Linux says.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The training job on an already loaded and split dataset (e.g. read from the database).
@@ -337,10 +358,18 @@ pub fn train_on(
     if full.eval.is_some() {
         progress(Progress::Stage("evaluating"));
     }
-    let metrics = full
-        .eval
+    let eval_started = std::time::Instant::now();
+    let metrics = full.eval.as_ref().map(|set| {
+        evaluate_model_reporting(
+            &outcome.model,
+            set,
+            job.params.threads,
+            &mut |done, total| progress(Progress::Evaluated { done, total }),
+        )
+    });
+    let eval_seconds = metrics
         .as_ref()
-        .map(|set| evaluate_model(&outcome.model, set, job.params.threads));
+        .map(|_| eval_started.elapsed().as_secs_f64());
     // Popularity counted at a rating threshold, over the test users and over the cold ones (whose
     // figures come with the model's beside them).
     let popularity_at = |threshold| {
@@ -446,6 +475,9 @@ pub fn train_on(
         warnings,
         artifact: path,
         version,
+        load_seconds: None,
+        eval_seconds,
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 
