@@ -63,13 +63,24 @@ pub(super) fn exact_scan<K: Kernel>(
     prepared: &mut Vec<i16>,
     s: &mut ScanScratch,
 ) -> Vec<Hit> {
-    let cq = codes.prepare(q, prepared);
+    // A scan of f32 rows never reads the codes: no query to prepare for them.
+    let (cq, error) = if by_codes {
+        let cq = codes.prepare(q, prepared);
+        (cq, codes.error_bound(q, &cq))
+    } else {
+        let unused = CodeQuery {
+            query: &[],
+            scale: 0.0,
+            offset: 0.0,
+        };
+        (unused, 0.0)
+    };
     let mut state = Scan {
         codes,
         space,
         q,
         cq,
-        error: codes.error_bound(q, &cq),
+        error,
         in_range: codes.in_range() as u32,
         k,
         kth: f32::NEG_INFINITY,
