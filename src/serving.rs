@@ -555,19 +555,18 @@ impl ServingModel {
                 &merged
             };
         let mut unknown = user.unknown;
+        let searchable = self.searchable.load();
         let allowed = q.filter.as_ref().map(|f| {
             let (allowed, missing) = self.allowed_except(f, excluded);
             unknown.extend(missing);
-            allowed
+            allowed.for_search(searchable.items.len())
         });
         let filter = match &allowed {
             Some(allowed) => allowed.as_filter(),
             None if excluded.is_empty() => Filter::All,
             None => Filter::Exclude(excluded),
         };
-        let hits = self
-            .searchable
-            .load()
+        let hits = searchable
             .index
             .search(&user.query.vector, q.k, q.ef, filter)?;
         Ok(Recalled {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use fmrecall::recall::bench::clustered;
 use fmrecall::recall::{
-    build, ExactIndex, Filter, GraphIndex, GraphParams, Hit, IndexKind, IndexSettings, RecallIndex,
+    build, AllowedBits, ExactIndex, Filter, GraphIndex, GraphParams, Hit, IndexKind, IndexSettings,
+    RecallIndex,
 };
 use fmrecall::rng::Rng;
 use fmrecall::vectors::ItemVectors;
@@ -76,6 +77,11 @@ fn filtered_search_is_brute_force_over_the_allowed_items_at_every_selectivity() 
         let only: Vec<u32> = (0..n as u32).filter(|_| rng.uniform() < s).collect();
         // Brute force with the same predicate: allowed and not deleted.
         let allowed_alive: Vec<u32> = only.iter().copied().filter(alive).collect();
+        let only_bits = AllowedBits::only(&only, n);
+        let complement: Vec<u32> = (0..n as u32)
+            .filter(|i| only.binary_search(i).is_err())
+            .collect();
+        let complement_bits = AllowedBits::all_but(&complement, n);
         let (mut found, mut wanted) = (0usize, 0usize);
         for q in &c.queries {
             let want = exact
@@ -87,6 +93,11 @@ fn filtered_search_is_brute_force_over_the_allowed_items_at_every_selectivity() 
                 want.len(),
                 "s {s}: as many as are allowed, up to k"
             );
+            // The same set as a bitmap, or as all but its complement: the same answer.
+            for form in [&only_bits, &complement_bits] {
+                let by_bits = c.graph.search(q, 10, None, Filter::Bits(form)).unwrap();
+                assert_eq!(ids(&by_bits), ids(&got), "s {s}: bitmap form");
+            }
             for h in &got {
                 assert!(
                     only.binary_search(&h.item).is_ok(),
@@ -192,6 +203,19 @@ fn the_served_graph_tunes_its_filtered_breadth_at_load_and_reports_it() {
     );
     let info = index.info();
     assert_eq!(info.params["filtered_ef_search"], filtered.ef_search);
+    // One breadth per selectivity class walked, never wider for a less selective class than
+    // the widest, and the same as the index serves with.
+    let walked: Vec<(f64, usize)> = filtered
+        .by_share
+        .iter()
+        .filter_map(|c| Some((c.share, c.ef_search?)))
+        .collect();
+    assert!(!walked.is_empty(), "{filtered:?} walks no class");
+    assert!(walked.iter().all(|&(_, ef)| ef <= filtered.ef_search));
+    assert_eq!(
+        info.params["filtered_ef_by_share"],
+        serde_json::json!(walked)
+    );
     assert_eq!(
         info.params["filtered_exact_below_share"],
         filtered.exact_below_share

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::bench::{run_hnswlib_script, PASSES};
-use super::{ExactIndex, Filter, IndexError, IndexKind, IndexSettings, RecallIndex};
+use super::{ExactIndex, Filter, FilterSet, IndexError, IndexKind, IndexSettings, RecallIndex};
 use crate::rng::Rng;
 use crate::vectors::ItemVectors;
 
@@ -78,22 +78,19 @@ pub struct FilterReport {
     pub notes: Vec<String>,
 }
 
-/// One row's filters: one shared list, or one per query.
+/// One row's filters, in the form the service searches with ([`FilterSet::for_search`]: a long
+/// list as a bitmap), given alike to the exact scan and the served index: one shared filter, or
+/// one per query.
 enum RowFilters {
-    Shared(Vec<u32>),
-    PerQuery {
-        lists: Vec<Vec<u32>>,
-        /// true: each list names the removed items (`Filter::Exclude`), else the allowed ones.
-        exclude: bool,
-    },
+    Shared(FilterSet),
+    PerQuery(Vec<FilterSet>),
 }
 
 impl RowFilters {
     fn get(&self, q: usize) -> Filter<'_> {
         match self {
-            RowFilters::Shared(list) => Filter::Only(list),
-            RowFilters::PerQuery { lists, exclude } if *exclude => Filter::Exclude(&lists[q]),
-            RowFilters::PerQuery { lists, .. } => Filter::Only(&lists[q]),
+            RowFilters::Shared(set) => set.as_filter(),
+            RowFilters::PerQuery(sets) => sets[q].as_filter(),
         }
     }
 
@@ -117,12 +114,12 @@ fn random_filter(n: usize, s: f64, seed: u64) -> Vec<u32> {
 }
 
 /// For each query, the items outside its best (1 − s) · n: as the removed list when that is the
-/// shorter, else as the allowed list.
+/// shorter, else as the allowed list (a bitmap when long).
 fn correlated_filters(vectors: &ItemVectors, queries: &[Vec<f32>], s: f64) -> RowFilters {
     let n = vectors.len();
     let removed = ((1.0 - s) * n as f64).round() as usize;
     let exclude = removed <= n / 2;
-    let lists = queries
+    let sets = queries
         .iter()
         .map(|q| {
             let mut order: Vec<(f32, u32)> = (0..n)
@@ -137,10 +134,15 @@ fn correlated_filters(vectors: &ItemVectors, queries: &[Vec<f32>], s: f64) -> Ro
                 .map(|&(_, i)| i)
                 .collect();
             list.sort_unstable();
-            list
+            let set = if exclude {
+                FilterSet::Exclude(list)
+            } else {
+                FilterSet::Only(list)
+            };
+            set.for_search(n)
         })
         .collect();
-    RowFilters::PerQuery { lists, exclude }
+    RowFilters::PerQuery(sets)
 }
 
 /// Runs every query of a row once per pass; returns (mean recall@k against `truth`, best q/s).
@@ -214,12 +216,16 @@ pub fn run(
         spec.correlated_queries.min(queries.len()),
         started.elapsed().as_secs_f64(),
         quality.map_or("no quality check".into(), |q| format!(
-            "ef_search {}, unfiltered recall@10 {:.4}; filtered ef_search {}",
+            "ef_search {}, unfiltered recall@10 {:.4}; filtered {}",
             q.ef_search,
             q.recall_at_10,
             q.filtered.map_or("-".into(), |f| format!(
-                "{} (probe recall@10 {:.4}), exact below {}% allowed",
-                f.ef_search,
+                "ef_search by share allowed {} (lowest probe recall@10 {:.4}), exact below {}% allowed",
+                f.by_share
+                    .iter()
+                    .filter_map(|c| Some(format!("{}%: {}", c.share * 100.0, c.ef_search?)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 f.recall_at_10,
                 f.exact_below_share * 100.0
             ))
@@ -230,7 +236,10 @@ pub fn run(
     for kind in [FilterKind::Random, FilterKind::Correlated] {
         for &s in &spec.selectivities {
             let (row_queries, filters) = match kind {
-                FilterKind::Random => (queries, RowFilters::Shared(random_filter(n, s, spec.seed))),
+                FilterKind::Random => {
+                    let only = FilterSet::Only(random_filter(n, s, spec.seed));
+                    (queries, RowFilters::Shared(only.for_search(n)))
+                }
                 FilterKind::Correlated => {
                     let qs = &queries[..spec.correlated_queries.min(queries.len())];
                     (qs, correlated_filters(&vectors, qs, s))
@@ -253,7 +262,7 @@ pub fn run(
             let plans = plan_summary(before, plan_counts(served.as_ref()));
             let bitmaps: Vec<u8> = match &filters {
                 RowFilters::Shared(_) => filters.bitmap(0, n),
-                RowFilters::PerQuery { .. } => (0..row_queries.len())
+                RowFilters::PerQuery(_) => (0..row_queries.len())
                     .flat_map(|q| filters.bitmap(q, n))
                     .collect(),
             };

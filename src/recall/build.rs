@@ -343,33 +343,51 @@ pub struct IndexQuality {
     pub graph_from_file: bool,
 }
 
-/// The default breadth of our graph's walks under selective filters, and what it recalled.
+/// The default breadths of our graph's walks under selective filters, and what they recalled.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct FilteredBreadth {
-    /// The smallest of [`EF_LADDER`] whose filtered recall@10 reached the target on every probe
-    /// filter (the largest when none did).
+    /// The widest of the classes' breadths (that of the most selective class walked).
     pub ef_search: usize,
-    /// The lowest recall@10 over the probe filters the graph walks at that breadth, without exact
-    /// scans (as served, recall is at least this); 1.0 when it walks none of them.
+    /// The lowest recall@10 over the probe filters the graph walks, each at its class's breadth,
+    /// without exact scans (as served, recall is at least this); 1.0 when it walks none of them.
     pub recall_at_10: f64,
     /// Filters allowing fewer than this share of the items are scanned exactly: the walks did
     /// not reach the target under the probe filters below it even at the widest breadth (1.0: no
     /// filtered walks at all; 0: every probe reached it).
     pub exact_below_share: f64,
+    /// Per probe selectivity ([`PROBE_SELECTIVITIES`]): the breadth of filters allowing at least
+    /// that share of the items, and what it recalled.
+    pub by_share: [ShareBreadth; PROBE_SELECTIVITIES.len()],
     /// The target (`index.target_filtered_recall`).
     pub target: f64,
 }
 
-/// Shares of the items allowed by the seeded random filters the filtered breadth is tuned on.
+/// The breadth of one selectivity class of filtered walks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ShareBreadth {
+    /// Share of the items the probe filter allowed.
+    pub share: f64,
+    /// The smallest of [`EF_LADDER`] whose recall@10 reached the target under that filter (the
+    /// widest when none did); None when filters this selective are scanned exactly.
+    pub ef_search: Option<usize>,
+    /// Recall@10 of the walks at that breadth (None when scanned exactly).
+    pub recall_at_10: Option<f64>,
+}
+
+/// Shares of the items allowed by the seeded random filters the filtered breadths are tuned on:
+/// one class of breadth each. A walk under a filter allowing half the items scores about twice
+/// the nodes per allowed result of one allowing 90%, so one breadth for all would be tuned to the
+/// most selective class and waste work on the others (at 1M items: 384 for every class, where
+/// hnswlib reached recall 0.99 at 90% allowed with 128).
 const PROBE_SELECTIVITIES: [f64; 4] = [0.1, 0.25, 0.5, 0.9];
 
 /// Chooses how `graph` serves selective filters, measured on its searches without the planner
 /// (no exact scans chosen, no give-ups: a scan would recall 1.0 and say nothing of the walk; the
-/// norm walk, when on, runs as served) against the exact
-/// filtered top 10 on `queries` under each probe filter: first which selectivities walks can serve
-/// (those reaching `target` at the widest breadth; below the least selective of them filters are
-/// scanned exactly), then the smallest breadth of [`EF_LADDER`] at which they all reach it. None
-/// when the target is 0 (keep `ef_search`).
+/// norm walk, when on, runs as served) against the exact filtered top 10 on `queries` under each
+/// probe filter: first which selectivities walks can serve (those reaching `target` at the widest
+/// breadth; below the least selective of them filters are scanned exactly), then for each of
+/// those the smallest breadth of [`EF_LADDER`] that reaches it. None when the target is 0 (keep
+/// `ef_search`).
 fn tune_filtered_ef(
     graph: &mut GraphIndex,
     exact: &ExactIndex,
@@ -390,49 +408,64 @@ fn tune_filtered_ef(
         .map(|p| exact_truth(exact, queries, 10, Filter::Only(p)))
         .collect::<Result<Vec<_>, _>>()?;
     graph.set_walks_only(true);
-    let recalls = |graph: &GraphIndex, ef: usize| -> Result<Vec<f64>, IndexError> {
-        probes
-            .iter()
-            .zip(&truths)
-            .map(|(p, truth)| recall_against(graph, queries, truth, 10, Some(ef), Filter::Only(p)))
-            .collect()
+    let recall = |graph: &GraphIndex, probe: usize, ef: usize| {
+        let only = Filter::Only(&probes[probe]);
+        recall_against(graph, queries, &truths[probe], 10, Some(ef), only)
     };
     // Which selectivities walks can serve at all: those reaching the target at the widest
     // breadth. Below the least selective of them the planner scans exactly.
     let widest = EF_LADDER[EF_LADDER.len() - 1];
-    let at_widest = recalls(graph, widest)?;
-    let served = PROBE_SELECTIVITIES
+    let at_widest = (0..probes.len())
+        .map(|p| recall(graph, p, widest))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exact_below_share = PROBE_SELECTIVITIES
         .iter()
         .zip(&at_widest)
         .filter(|(_, &r)| r >= target)
         .map(|(&s, _)| s)
-        .fold(f64::INFINITY, f64::min);
-    let exact_below_share = served.min(1.0);
-    let mut chosen = (widest, at_widest.clone());
-    for ef in EF_LADDER {
-        let r = recalls(graph, ef)?;
-        let reaches = PROBE_SELECTIVITIES
-            .iter()
-            .zip(&r)
-            .all(|(&s, &r)| s < exact_below_share || r >= target);
-        if reaches {
-            chosen = (ef, r);
-            break;
+        .fold(f64::INFINITY, f64::min)
+        .min(1.0);
+    // Each class walked: the cheapest breadth reaching the target (the widest if none does).
+    let mut by_share = PROBE_SELECTIVITIES.map(|share| ShareBreadth {
+        share,
+        ef_search: None,
+        recall_at_10: None,
+    });
+    for (p, class) in by_share.iter_mut().enumerate() {
+        if class.share < exact_below_share {
+            continue;
         }
+        let mut chosen = (widest, at_widest[p]);
+        for ef in EF_LADDER.into_iter().take_while(|&ef| ef < widest) {
+            let r = recall(graph, p, ef)?;
+            if r >= target {
+                chosen = (ef, r);
+                break;
+            }
+        }
+        class.ef_search = Some(chosen.0);
+        class.recall_at_10 = Some(chosen.1);
     }
     graph.set_walks_only(false);
-    graph.set_filtered_ef(chosen.0);
-    graph.set_exact_below_share(exact_below_share);
-    let walked = PROBE_SELECTIVITIES
+    let walked: Vec<(f64, usize)> = by_share
         .iter()
-        .zip(&chosen.1)
-        .filter(|(&s, _)| s >= exact_below_share)
-        .map(|(_, &r)| r)
+        .filter_map(|c| Some((c.share, c.ef_search?)))
+        .collect();
+    if walked.is_empty() {
+        graph.set_filtered_ef(widest);
+    } else {
+        graph.set_filtered_efs(&walked);
+    }
+    graph.set_exact_below_share(exact_below_share);
+    let lowest = by_share
+        .iter()
+        .filter_map(|c| c.recall_at_10)
         .fold(f64::INFINITY, f64::min);
     Ok(Some(FilteredBreadth {
-        ef_search: chosen.0,
-        recall_at_10: if walked.is_finite() { walked } else { 1.0 },
+        ef_search: walked.iter().map(|&(_, ef)| ef).max().unwrap_or(widest),
+        recall_at_10: if lowest.is_finite() { lowest } else { 1.0 },
         exact_below_share,
+        by_share,
         target,
     }))
 }

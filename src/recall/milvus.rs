@@ -215,6 +215,10 @@ pub fn filter_expression(filter: Filter<'_>, n: usize, max_slots: usize) -> Opti
                 format!("slot >= 0 and slot not in {}", list(rest.into_iter()))
             })
         }
+        Filter::Bits(_) => {
+            let allowed: Vec<u32> = filter.rows(n).collect();
+            filter_expression(Filter::Only(&allowed), n, max_slots)
+        }
         _ => None,
     }
 }

@@ -343,9 +343,10 @@ pub struct GraphIndex {
     plans: PlanCounts,
     /// What filtered walks cost, by selectivity: the planner's measure of the graph.
     walk_costs: WalkCosts,
-    /// Default breadth of selective filtered walks (chosen at load: `build::tune_filtered_ef`);
-    /// None: `ef_search`.
-    filtered_ef: Option<usize>,
+    /// Breadths of selective filtered walks by the share of the items a filter allows, ascending
+    /// in share (chosen at load: `build::tune_filtered_ef`). A filter walks at the breadth of the
+    /// largest share not above its own (below them all: the first). Empty: `ef_search`.
+    filtered_efs: Vec<(f64, usize)>,
     /// Filtered searches always walk (the planner off): how the breadth is tuned.
     walks_only: bool,
     /// Filters allowing fewer than this share of the items are scanned exactly (load-time
@@ -495,7 +496,7 @@ impl GraphIndex {
             exact_filter_below: super::IndexSettings::default().exact_filter_below,
             plans: PlanCounts::default(),
             walk_costs: WalkCosts::new(m0),
-            filtered_ef: None,
+            filtered_efs: Vec::new(),
             walks_only: false,
             exact_below_share: 0.0,
             head: None,
@@ -581,7 +582,7 @@ impl GraphIndex {
             exact_filter_below: self.exact_filter_below,
             plans: PlanCounts::default(),
             walk_costs: WalkCosts::new(self.links.m0),
-            filtered_ef: self.filtered_ef,
+            filtered_efs: self.filtered_efs.clone(),
             walks_only: self.walks_only,
             exact_below_share: self.exact_below_share,
             head: None,
@@ -796,7 +797,9 @@ impl GraphIndex {
         let n = self.len();
         let dead = self.tombstones.count();
         match filter {
-            Filter::Only(list) if dead > 0 => list.iter().filter(|&&i| self.is_active(i)).count(),
+            Filter::Only(_) | Filter::Bits(_) if dead > 0 => {
+                filter.rows(n).filter(|&i| self.is_active(i)).count()
+            }
             // A lower bound without a pass over the list (a user's seen items, on every recall).
             Filter::Exclude(list) => n.saturating_sub(list.len()).saturating_sub(dead),
             _ => filter.allowed_count(n).saturating_sub(dead),
@@ -804,7 +807,7 @@ impl GraphIndex {
     }
 
     /// The norm walk first (exact when its bound stops it), else the graph merged with what the
-    /// walk found. `None` when a filtered walk gave up (see [`View::search_layer`]).
+    /// walk found. `Err` when a filtered walk gave up (see [`View::search_layer`]).
     #[inline(always)]
     fn search_graph<K: Kernel>(
         &self,
@@ -813,7 +816,7 @@ impl GraphIndex {
         ef: usize,
         walk: Walk<'_>,
         s: &mut Scratch,
-    ) -> Option<Vec<Hit>> {
+    ) -> Result<Vec<Hit>, GaveUp> {
         let Some(head) = self.head.as_ref().filter(|h| walks(h, k)) else {
             return self.walk_graph::<K>(q, k, ef, walk, s);
         };
@@ -825,7 +828,7 @@ impl GraphIndex {
             // removed the items near the query before the norm walk reads its rows in vain.
             let walked = self.walk_graph::<K>(q, k, ef, walk, s)?;
             let scan = head.scan_with::<K>(q, k, allow, &mut s.head);
-            return Some(if scan.exact {
+            return Ok(if scan.exact {
                 scan.hits
             } else {
                 head::merge(walked, scan.hits, k)
@@ -833,9 +836,9 @@ impl GraphIndex {
         }
         let scan = head.scan_with::<K>(q, k, allow, &mut s.head);
         if scan.exact {
-            return Some(scan.hits);
+            return Ok(scan.hits);
         }
-        Some(head::merge(
+        Ok(head::merge(
             self.walk_graph::<K>(q, k, ef, walk, s)?,
             scan.hits,
             k,
@@ -851,9 +854,9 @@ impl GraphIndex {
         ef: usize,
         walk: Walk<'_>,
         s: &mut Scratch,
-    ) -> Option<Vec<Hit>> {
+    ) -> Result<Vec<Hit>, GaveUp> {
         let Some((entry, top)) = self.entry.get() else {
-            return Some(Vec::new());
+            return Ok(Vec::new());
         };
         let quantized = self.params.quantized;
         let mut view = self.search_view();
@@ -871,14 +874,14 @@ impl GraphIndex {
             WalkMode::Unfiltered => {
                 // Unlimited walks never give up.
                 let _ = view.search_layer::<K>(q, 0.0, ep, ef, 0, s, false, None, |_| true);
-                true
+                Ok(())
             }
             WalkMode::Through => {
                 // Unlimited walks never give up.
                 let _ = view.search_layer::<K>(q, 0.0, ep, ef, 0, s, true, None, |id| {
                     filter.allows(id) && !t.is_dead(id)
                 });
-                true
+                Ok(())
             }
             WalkMode::Limited(limits) => {
                 // A short allowed list is looked up in a bitmap instead of searched (the bits are
@@ -927,14 +930,19 @@ impl GraphIndex {
                     Err(_) => {}
                 }
                 // Fewer than k found means the allowed part the walk reached was too small.
-                scored.is_ok() && s.results.len() >= k.min(walk.allowed)
+                match scored {
+                    Err(work) if work <= limits.budget => Err(GaveUp::AgainstQuery),
+                    Err(_) => Err(GaveUp::OverBudget),
+                    Ok(_) if s.results.len() < k.min(walk.allowed) => Err(GaveUp::OverBudget),
+                    Ok(_) => Ok(()),
+                }
             }
         };
         s.prepared = prepared;
-        if !walked {
+        if let Err(gave_up) = walked {
             s.results.clear();
             s.candidates.clear();
-            return None;
+            return Err(gave_up);
         }
         // The beam's results, then the best k of them. A walk on byte codes ranked them
         // approximately: the 2k nearest by code distance (see RESCORE_FACTOR) are re-scored with
@@ -977,7 +985,7 @@ impl GraphIndex {
             })
             .collect();
         s.rescored = best;
-        Some(out)
+        Ok(out)
     }
 
     fn search_dispatch(
@@ -987,7 +995,7 @@ impl GraphIndex {
         ef: usize,
         walk: Walk<'_>,
         s: &mut Scratch,
-    ) -> Option<Vec<Hit>> {
+    ) -> Result<Vec<Hit>, GaveUp> {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::has_avx2() {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
@@ -997,21 +1005,21 @@ impl GraphIndex {
     }
 
     /// The exact plan: every allowed row that is not deleted, by its byte code and re-scored when
-    /// there are many ([`scan`]).
+    /// there are many and `by_codes` ([`scan`]), else by its f32 row.
     fn exact_scan(
         &self,
         q: &[f32],
         k: usize,
         filter: Filter<'_>,
-        allowed: usize,
+        by_codes: bool,
         s: &mut Scratch,
     ) -> Vec<Hit> {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::has_avx2() {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { exact_scan_avx2(self, q, k, filter, allowed, s) };
+            return unsafe { exact_scan_avx2(self, q, k, filter, by_codes, s) };
         }
-        self.exact_scan_with::<Portable>(q, k, filter, allowed, s)
+        self.exact_scan_with::<Portable>(q, k, filter, by_codes, s)
     }
 
     #[inline(always)]
@@ -1020,12 +1028,11 @@ impl GraphIndex {
         q: &[f32],
         k: usize,
         filter: Filter<'_>,
-        allowed: usize,
+        by_codes: bool,
         s: &mut Scratch,
     ) -> Vec<Hit> {
         let t = &self.tombstones;
         let rows = filter.rows(self.space.len());
-        let by_codes = allowed >= scan::CODES_FROM;
         let mut prepared = std::mem::take(&mut s.prepared);
         let (codes, space, scan) = (&self.codes, &*self.space, &mut s.scan);
         let hits = if t.count() == 0 {
@@ -1051,10 +1058,22 @@ impl GraphIndex {
             || allowed as f64 <= self.walk_costs.expected(allowed, self.len(), ef)
     }
 
-    /// Sets the default breadth of walks under a selective filter (one removing more than 1/64
-    /// of the items; others use `ef_search`).
+    /// Sets one default breadth for walks under every selective filter (one removing more than
+    /// 1/64 of the items; others use `ef_search`).
     pub fn set_filtered_ef(&mut self, ef: usize) {
-        self.filtered_ef = Some(ef.max(1));
+        self.filtered_efs = vec![(0.0, ef.max(1))];
+    }
+
+    /// Sets the breadths of walks under selective filters by the share of the items a filter
+    /// allows: `(share, ef)` pairs, each the breadth for filters allowing at least that share (a
+    /// filter less selective than a class walks at that class's breadth, or narrower).
+    pub fn set_filtered_efs(&mut self, by_share: &[(f64, usize)]) {
+        let mut efs: Vec<(f64, usize)> = by_share
+            .iter()
+            .map(|&(share, ef)| (share.clamp(0.0, 1.0), ef.max(1)))
+            .collect();
+        efs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self.filtered_efs = efs;
     }
 
     /// Turns the planner off (every filtered search walks the graph) or back on: the filtered
@@ -1068,9 +1087,28 @@ impl GraphIndex {
         self.exact_below_share = share.clamp(0.0, 1.0);
     }
 
-    /// The default breadth of walks under a selective filter.
+    /// The widest default breadth of walks under a selective filter (that of the most selective
+    /// class).
     pub fn filtered_ef(&self) -> usize {
-        self.filtered_ef.unwrap_or(self.params.ef_search)
+        self.filtered_efs
+            .iter()
+            .map(|&(_, ef)| ef)
+            .max()
+            .unwrap_or(self.params.ef_search)
+    }
+
+    /// The default breadth of a walk under a selective filter allowing `allowed` items: that of
+    /// the least selective class whose share is not above the filter's.
+    fn filtered_ef_for(&self, allowed: usize) -> usize {
+        let share = allowed as f64 / self.len().max(1) as f64;
+        let mut chosen = None;
+        for &(class_share, ef) in &self.filtered_efs {
+            if chosen.is_some() && class_share > share {
+                break;
+            }
+            chosen = Some(ef);
+        }
+        chosen.unwrap_or(self.params.ef_search)
     }
 
     /// The SHA-256 fingerprint of the item vectors this graph was built for.
@@ -1088,7 +1126,7 @@ unsafe fn search_avx2(
     ef: usize,
     walk: Walk<'_>,
     s: &mut Scratch,
-) -> Option<Vec<Hit>> {
+) -> Result<Vec<Hit>, GaveUp> {
     index.search_graph::<kernel::Avx2>(q, k, ef, walk, s)
 }
 
@@ -1099,10 +1137,10 @@ unsafe fn exact_scan_avx2(
     q: &[f32],
     k: usize,
     filter: Filter<'_>,
-    allowed: usize,
+    by_codes: bool,
     s: &mut Scratch,
 ) -> Vec<Hit> {
-    index.exact_scan_with::<kernel::Avx2>(q, k, filter, allowed, s)
+    index.exact_scan_with::<kernel::Avx2>(q, k, filter, by_codes, s)
 }
 
 /// What a graph walk is told of the filter, and how many items it allows (a lower bound for
@@ -1126,6 +1164,16 @@ enum WalkMode {
     /// as many nodes as there are allowed items or when its probe finds the filter anti-correlated
     /// with the query ([`View::search_layer`]).
     Limited(Limits),
+}
+
+/// Why a filtered walk gave up for an exact scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GaveUp {
+    /// It scored as many nodes as there are allowed items, or reached fewer than k of them: the
+    /// filter is merely selective.
+    OverBudget,
+    /// The nodes near the query were mostly disallowed: the filter removed the best items.
+    AgainstQuery,
 }
 
 /// A filter removing fewer than n / NEARLY_ALL items walks as unfiltered ([`WalkMode::Through`]).
@@ -1163,13 +1211,14 @@ impl RecallIndex for GraphIndex {
             let selective = allowed < n - n / NEARLY_ALL;
             let ef = ef
                 .unwrap_or(if selective {
-                    self.filtered_ef()
+                    self.filtered_ef_for(allowed)
                 } else {
                     self.params.ef_search
                 })
                 .max(k);
             let (plan, hits) = if selective && !self.walks_only && self.plan_exact(allowed, ef) {
-                (Plan::ExactScan, self.exact_scan(q, k, filter, allowed, s))
+                let by_codes = allowed >= scan::CODES_FROM;
+                (Plan::ExactScan, self.exact_scan(q, k, filter, by_codes, s))
             } else {
                 let mode = match (filtered, selective) {
                     (false, _) => WalkMode::Unfiltered,
@@ -1191,12 +1240,15 @@ impl RecallIndex for GraphIndex {
                     allowed,
                 };
                 match self.search_dispatch(q, k, ef, walk, s) {
-                    Some(hits) if selective => (Plan::FilteredGraph, hits),
-                    Some(hits) => (Plan::Graph, hits),
-                    None => (
-                        Plan::GraphThenExact,
-                        self.exact_scan(q, k, filter, allowed, s),
-                    ),
+                    Ok(hits) if selective => (Plan::FilteredGraph, hits),
+                    Ok(hits) => (Plan::Graph, hits),
+                    Err(gave_up) => {
+                        // Against the query, the best allowed items lie where scores are dense:
+                        // the codes could not narrow the scan, so it reads f32 rows at once.
+                        let by_codes = allowed >= scan::CODES_FROM && gave_up == GaveUp::OverBudget;
+                        let hits = self.exact_scan(q, k, filter, by_codes, s);
+                        (Plan::GraphThenExact, hits)
+                    }
                 }
             };
             self.plans.count(plan);
@@ -1224,6 +1276,7 @@ impl RecallIndex for GraphIndex {
                 "ef_insert": self.params.insert_ef(),
                 "ef_search": self.params.ef_search,
                 "filtered_ef_search": self.filtered_ef(),
+                "filtered_ef_by_share": self.filtered_efs,
                 "filtered_exact_below_share": self.exact_below_share,
                 "metric": self.params.metric,
                 "quantized": self.params.quantized,
@@ -1258,5 +1311,42 @@ impl RecallIndex for GraphIndex {
     /// A tombstone: the node stays a waypoint, searches skip it (copied by [`GraphIndex::regrow`]).
     fn remove(&self, item: u32) -> bool {
         self.set_active(item, false).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_graph() -> GraphIndex {
+        let vectors = ItemVectors::from_fn(1000, 8, |i, row| {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = ((i * 31 + c * 7) % 17) as f32 / 17.0 - 0.5;
+            }
+        });
+        GraphIndex::build(Arc::new(vectors), GraphParams::default(), 0).unwrap()
+    }
+
+    #[test]
+    fn a_filter_walks_at_the_breadth_of_the_nearest_class_at_or_below_its_share() {
+        let mut graph = small_graph().with_ef_search(20);
+        assert_eq!(
+            graph.filtered_ef_for(500),
+            20,
+            "untuned: the unfiltered breadth"
+        );
+        graph.set_filtered_efs(&[(0.9, 16), (0.1, 256), (0.5, 64)]);
+        // Below every class: the most selective class's breadth.
+        assert_eq!(graph.filtered_ef_for(50), 256);
+        assert_eq!(graph.filtered_ef_for(100), 256);
+        assert_eq!(graph.filtered_ef_for(499), 256);
+        assert_eq!(graph.filtered_ef_for(500), 64);
+        assert_eq!(graph.filtered_ef_for(899), 64);
+        assert_eq!(graph.filtered_ef_for(900), 16);
+        assert_eq!(graph.filtered_ef_for(1000), 16);
+        assert_eq!(graph.filtered_ef(), 256, "reported: the widest");
+        graph.set_filtered_ef(48);
+        assert_eq!(graph.filtered_ef_for(10), 48);
+        assert_eq!(graph.filtered_ef_for(990), 48);
     }
 }

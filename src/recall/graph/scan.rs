@@ -141,13 +141,14 @@ impl Scan<'_> {
     #[inline(always)]
     fn read_block<K: Kernel>(&mut self, ids: &[u32], s: &mut ScanScratch) {
         if !self.by_codes {
-            for (j, &id) in ids.iter().enumerate() {
-                if let Some(&ahead) = ids.get(j + AHEAD) {
-                    for line in self.space.linked_row(ahead as usize).chunks(16) {
-                        crate::kernels::prefetch(line.as_ptr());
-                    }
+            // The brute-force scan's own gathered kernel (`ExactIndex`), prefetching ahead.
+            let mut scores = [0f32; BLOCK];
+            let scores = &mut scores[..ids.len()];
+            crate::kernels::dot_gather(self.q, self.space.as_slice(), ids, scores);
+            for (&id, &score) in ids.iter().zip(scores.iter()) {
+                if score >= self.best.threshold() {
+                    self.best.push(id, score);
                 }
-                self.offer::<K>(id);
             }
             return;
         }

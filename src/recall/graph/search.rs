@@ -227,7 +227,8 @@ impl View<'_> {
     /// nodes, or when the first [`PROBE`] nodes it scored hold under half the allowed share
     /// `limits.selectivity` (a filter anti-correlated with the query, which removes the
     /// items around it, sends the beam through a region with nothing to return; no estimate from
-    /// the allowed count sees that), or when the nodes that beat the bound over the whole walk do.
+    /// the allowed count sees that), or when the nodes that beat the bound so far do (tested
+    /// every [`PROBE`] nodes and at the end).
     // Flat arguments on purpose: this is the hot loop, inlined into each kernel's root function.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
@@ -251,6 +252,8 @@ impl View<'_> {
             bound = entry.0;
         }
         let (mut scored, mut scored_allowed, mut probing) = (0usize, 0usize, limits.is_some());
+        // Where the walk next compares the share allowed among the nodes that beat the bound.
+        let mut next_check = 2 * PROBE;
         // Nodes that beat the bound when scored, and how many of them the filter allowed.
         let (mut passed, mut passed_allowed) = (0usize, 0usize);
         while let Some(Near(cd, c)) = s.candidates.pop() {
@@ -308,6 +311,16 @@ impl View<'_> {
                 }
                 if scored > limits.budget {
                     return Err(scored);
+                }
+                // The final test below, every PROBE nodes: a walk that passed the probe and then
+                // entered the removed region around the query gives up there, not after
+                // crossing it (at 90% allowed, removing the query's best 10%, a walk scored
+                // several thousand nodes before it found ef allowed ones past the region).
+                if scored >= next_check {
+                    next_check = scored + PROBE;
+                    if (passed_allowed as f32) < 0.5 * limits.selectivity * passed as f32 {
+                        return Err(scored);
+                    }
                 }
             }
         }
