@@ -3,9 +3,10 @@
 #
 # 1. trains a model (synthetic with ITEMS items, or MovieLens 100K with DATA=path/to/ml-100k), or
 #    takes MODEL=an artifact folder;
-# 2. starts Milvus 2.3.5 standalone (MILVUS_SERVER=path of milvus-server) on a free port, and three
+# 2. starts Milvus 2.3.5 standalone (MILVUS_SERVER=path of milvus-server) on a free port, and
 #    `fmrecall serve` on the same model: exact (the reference), the in-process default (auto), and
-#    Milvus with metric l2 (norm-reduced); with IP=1 a fourth on Milvus with raw inner products;
+#    one on Milvus with metric l2 (norm-reduced) per index type of MILVUS_INDEXES; with IP=1 one
+#    more on Milvus with raw inner products;
 # 3. recall@10 and recall@100 of each served answer against the exact server's, through the API
 #    (RECALL_USERS users, seen items excluded as served);
 # 4. wrk (2 threads, DURATION s, CONNS connections) on POST /v1/recall k=10 and k=100 for each
@@ -20,7 +21,9 @@
 # evaluation, which at 1M items costs more than the training), BIN (target/release/fmrecall),
 # EFS (request `ef` values, e.g. "256 512": extra recall rows for the Milvus servers with each
 # request asking that breadth, which raises both the candidates and HNSW's ef).
-# FMRECALL_INDEX__MILVUS__* in the environment reach the Milvus servers (e.g. MIN_EXTRA).
+# MILVUS_INDEXES ("hnsw"; e.g. "hnsw ivf_flat flat": one Milvus server per index type, each with its
+# own collection). FMRECALL_INDEX__MILVUS__* in the environment reach the Milvus servers (e.g.
+# MIN_EXTRA, SEARCH_EF, HNSW_M).
 set -euo pipefail
 # No registry: the models and servers of this run stay in its temporary folder.
 export FMRECALL_DATABASE__URL=
@@ -77,7 +80,7 @@ echo "model: $MODEL"
 
 # ---- 2. Milvus and the servers ----
 MPORT=$(free_port)
-setsid "$MILVUS_SERVER" --data "$TMP/milvus" --proxy-port "$MPORT" >"$TMP/milvus.log" 2>&1 &
+setsid "$MILVUS_SERVER" --data "$TMP/milvus" --proxy-port "$MPORT" >"$TMP/milvus-server.log" 2>&1 &
 MILVUS_PID=$!
 for _ in $(seq 1 240); do
     curl -sf --max-time 2 "http://127.0.0.1:$MPORT/v1/vector/collections" >/dev/null && break
@@ -101,14 +104,20 @@ serve() {  # serve NAME ENV...
 }
 serve exact FMRECALL_INDEX__KIND=exact
 [ "$AUTO" = 1 ] && serve auto FMRECALL_INDEX__KIND=auto
-t0=$(date +%s.%N)
-serve milvus FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=l2
-echo "milvus server ready after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s (collection written, loaded and checked)"
-NAMES="milvus"
-[ "$AUTO" = 1 ] && NAMES="auto milvus"
+NAMES=""
+[ "$AUTO" = 1 ] && NAMES="auto"
+for index_type in ${MILVUS_INDEXES:-hnsw}; do
+    t0=$(date +%s.%N)
+    serve "milvus_$index_type" FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=l2 \
+        FMRECALL_INDEX__MILVUS__INDEX_TYPE="$index_type" \
+        FMRECALL_INDEX__MILVUS__COLLECTION_PREFIX="fmrecall_$index_type" \
+        FMRECALL_INDEX__MILVUS__ALIAS="fmrecall_serving_$index_type"
+    echo "milvus_$index_type server ready after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s (collection written, flushed, indexed, loaded and checked)"
+    NAMES="$NAMES milvus_$index_type"
+done
 if [ "${IP:-0}" = 1 ]; then
     serve milvus_ip FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=ip \
-        FMRECALL_INDEX__MIN_RECALL=0
+        FMRECALL_INDEX__MIN_RECALL=0 FMRECALL_INDEX__MILVUS__ALIAS=fmrecall_serving_ip
     NAMES="$NAMES milvus_ip"
 fi
 for name in $NAMES; do

@@ -20,7 +20,8 @@ use common::db::TestDb;
 use common::http::{Answer, TestApp};
 use fmrecall::data::FeatureSet;
 use fmrecall::recall::{
-    collection_name, Consistency, IndexKind, MilvusClient, MilvusMetric, MilvusSettings,
+    collection_name, Consistency, IndexKind, MilvusClient, MilvusIndexType, MilvusMetric,
+    MilvusSettings,
 };
 use fmrecall::serving::{RecallQuery, ServingModel, UserSpec};
 use serde_json::{json, Value};
@@ -225,6 +226,7 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     settings.index.milvus.retries = 1;
     settings.index.milvus.backoff_ms = 20;
     // Not the defaults, so that finding them in Milvus shows they were applied.
+    settings.index.milvus.index_type = MilvusIndexType::Hnsw;
     settings.index.milvus.hnsw_m = 12;
     settings.index.milvus.hnsw_ef_construction = 96;
     settings.index.milvus.consistency_level = Consistency::Session;
@@ -286,19 +288,27 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     );
     assert_eq!(model["index"]["params"]["consistency_level"], "session");
 
-    // 0b. A collection above Milvus's indexing threshold, opened through the library: its rows
-    // end in sealed segments that carry the HNSW index (what the 1M-item recall needed), and
-    // the search through it finds the exact top 10 with the default breadth.
+    // 0b. A collection above Milvus's indexing threshold, opened through the library with the
+    // default index (IVF_FLAT): its rows end in sealed segments that carry the index, sized to
+    // the rows (3,000 / 39 = 76 lists), and the search through it finds the exact top 10.
     let dim = 16;
     let mut rng = fmrecall::rng::Rng::new(5);
     let raw: Vec<f32> = (0..3000 * dim).map(|_| rng.normal() as f32).collect();
     let vectors = std::sync::Arc::new(fmrecall::vectors::ItemVectors::from_raw(dim, raw));
-    let big = fmrecall::recall::MilvusIndex::open(
-        vectors.clone(),
-        &settings.index.milvus,
-        "sealed-check",
-    )
-    .unwrap();
+    let ivf = MilvusSettings {
+        index_type: MilvusIndexType::IvfFlat,
+        ..settings.index.milvus.clone()
+    };
+    assert_eq!(ivf.index_type, MilvusSettings::default().index_type);
+    let big = fmrecall::recall::MilvusIndex::open(vectors.clone(), &ivf, "sealed-check").unwrap();
+    let index = client.describe_index(big.collection()).unwrap().unwrap();
+    assert_eq!(index.params["index_type"], "IVF_FLAT", "{index:?}");
+    let params: Value = serde_json::from_str(&index.params["params"]).unwrap();
+    assert_eq!(
+        params["nlist"].to_string().trim_matches('"'),
+        "76",
+        "{params}"
+    );
     let segments = client.query_segments(big.collection()).unwrap();
     assert_eq!(segments.iter().map(|s| s.rows).sum::<i64>(), 3001);
     assert!(
