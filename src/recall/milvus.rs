@@ -892,6 +892,7 @@ mod tests {
     #[test]
     fn the_configured_index_and_its_parameters_are_what_milvus_is_asked_to_build() {
         let mut settings = MilvusSettings {
+            index_type: MilvusIndexType::Hnsw,
             hnsw_m: 24,
             hnsw_ef_construction: 300,
             ..Default::default()
@@ -924,6 +925,7 @@ mod tests {
     #[test]
     fn hnsw_searches_at_least_as_broadly_as_the_candidates_asked_and_the_requests_ef() {
         let settings = MilvusSettings {
+            index_type: MilvusIndexType::Hnsw,
             search_ef: 128,
             ..Default::default()
         };
