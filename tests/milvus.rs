@@ -297,6 +297,9 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     let vectors = std::sync::Arc::new(fmrecall::vectors::ItemVectors::from_raw(dim, raw));
     let ivf = MilvusSettings {
         index_type: MilvusIndexType::IvfFlat,
+        // A strong read waits for Milvus's next time tick (200 ms): more than the 300 ms
+        // the fault steps below are given, on a loaded machine.
+        timeout_ms: 3000,
         ..settings.index.milvus.clone()
     };
     assert_eq!(ivf.index_type, MilvusSettings::default().index_type);
