@@ -3,9 +3,10 @@
 #
 # 1. trains a model (synthetic with ITEMS items, or MovieLens 100K with DATA=path/to/ml-100k), or
 #    takes MODEL=an artifact folder;
-# 2. starts Milvus 2.3.5 standalone (MILVUS_SERVER=path of milvus-server) on a free port, and three
+# 2. starts Milvus 2.3.5 standalone (MILVUS_SERVER=path of milvus-server) on a free port, and
 #    `fmrecall serve` on the same model: exact (the reference), the in-process default (auto), and
-#    Milvus with metric l2 (norm-reduced); with IP=1 a fourth on Milvus with raw inner products;
+#    one on Milvus with metric l2 (norm-reduced) per index type of MILVUS_INDEXES; with IP=1 one
+#    more on Milvus with raw inner products;
 # 3. recall@10 and recall@100 of each served answer against the exact server's, through the API
 #    (RECALL_USERS users, seen items excluded as served);
 # 4. wrk (2 threads, DURATION s, CONNS connections) on POST /v1/recall k=10 and k=100 for each
@@ -17,8 +18,12 @@
 # CONNS (16), RECALL_USERS (200), IP (0), WRK (1; 0 skips the throughput rows), AUTO (1; 0 skips
 # the in-process server: a 1M-item graph takes long to build here), USER_BASE (the
 # first user id: 0 for synthetic data, 1 with DATA=ml-100k), SPLIT (random:0.2; none skips the
-# evaluation, which at 1M items costs more than the training), BIN (target/release/fmrecall).
-# FMRECALL_INDEX__MILVUS__* in the environment reach the Milvus servers (e.g. MIN_EXTRA).
+# evaluation, which at 1M items costs more than the training), BIN (target/release/fmrecall),
+# EFS (request `ef` values, e.g. "256 512": extra recall rows for the Milvus servers with each
+# request asking that breadth, which raises both the candidates and HNSW's ef).
+# MILVUS_INDEXES ("hnsw"; e.g. "hnsw ivf_flat flat": one Milvus server per index type, each with its
+# own collection). FMRECALL_INDEX__MILVUS__* in the environment reach the Milvus servers (e.g.
+# MIN_EXTRA, SEARCH_EF, HNSW_M).
 set -euo pipefail
 # No registry: the models and servers of this run stay in its temporary folder.
 export FMRECALL_DATABASE__URL=
@@ -75,7 +80,7 @@ echo "model: $MODEL"
 
 # ---- 2. Milvus and the servers ----
 MPORT=$(free_port)
-setsid "$MILVUS_SERVER" --data "$TMP/milvus" --proxy-port "$MPORT" >"$TMP/milvus.log" 2>&1 &
+setsid "$MILVUS_SERVER" --data "$TMP/milvus" --proxy-port "$MPORT" >"$TMP/milvus-server.log" 2>&1 &
 MILVUS_PID=$!
 for _ in $(seq 1 240); do
     curl -sf --max-time 2 "http://127.0.0.1:$MPORT/v1/vector/collections" >/dev/null && break
@@ -99,14 +104,20 @@ serve() {  # serve NAME ENV...
 }
 serve exact FMRECALL_INDEX__KIND=exact
 [ "$AUTO" = 1 ] && serve auto FMRECALL_INDEX__KIND=auto
-t0=$(date +%s.%N)
-serve milvus FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=l2
-echo "milvus server ready after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s (collection written, loaded and checked)"
-NAMES="milvus"
-[ "$AUTO" = 1 ] && NAMES="auto milvus"
+NAMES=""
+[ "$AUTO" = 1 ] && NAMES="auto"
+for index_type in ${MILVUS_INDEXES:-hnsw}; do
+    t0=$(date +%s.%N)
+    serve "milvus_$index_type" FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=l2 \
+        FMRECALL_INDEX__MILVUS__INDEX_TYPE="$index_type" \
+        FMRECALL_INDEX__MILVUS__COLLECTION_PREFIX="fmrecall_$index_type" \
+        FMRECALL_INDEX__MILVUS__ALIAS="fmrecall_serving_$index_type"
+    echo "milvus_$index_type server ready after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s (collection written, flushed, indexed, loaded and checked)"
+    NAMES="$NAMES milvus_$index_type"
+done
 if [ "${IP:-0}" = 1 ]; then
     serve milvus_ip FMRECALL_INDEX__KIND=milvus FMRECALL_INDEX__MILVUS__METRIC=ip \
-        FMRECALL_INDEX__MIN_RECALL=0
+        FMRECALL_INDEX__MIN_RECALL=0 FMRECALL_INDEX__MILVUS__ALIAS=fmrecall_serving_ip
     NAMES="$NAMES milvus_ip"
 fi
 for name in $NAMES; do
@@ -119,29 +130,42 @@ done | sort -u
 
 # ---- 3. recall through the API ----
 USER_IDS=$(curl -s "http://127.0.0.1:${PORT[exact]}/v1/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["users"])')
-python3 - "$RECALL_USERS" "$USER_IDS" "$USER_BASE" "${PORT[exact]}" $(for n in $NAMES; do echo "$n=${PORT[$n]}"; done) <<'EOF'
-import json, sys, urllib.request
+python3 - "$RECALL_USERS" "$USER_IDS" "$USER_BASE" "${PORT[exact]}" "${EFS:-}" $(for n in $NAMES; do echo "$n=${PORT[$n]}"; done) <<'EOF'
+import json, sys, time, urllib.request
 n_users, users, base, exact_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-servers = dict(a.split("=") for a in sys.argv[5:])
-def recall(port, user, k):
+efs = [int(e) for e in sys.argv[5].split()]
+servers = {}
+for a in sys.argv[6:]:
+    name, port = a.split("=")
+    servers[name] = (port, None)
+    if name.startswith("milvus"):
+        for ef in efs:
+            servers["%s ef=%d" % (name, ef)] = (port, ef)
+def recall(port, user, k, ef=None):
+    body = {"user_id": str(user), "k": k}
+    if ef is not None:
+        body["ef"] = ef
     req = urllib.request.Request("http://127.0.0.1:%s/v1/recall" % port,
-        data=json.dumps({"user_id": str(user), "k": k}).encode(), headers={"Content-Type": "application/json"})
+        data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     return [i["item_id"] for i in json.load(urllib.request.urlopen(req, timeout=30))["items"]]
 step = max(1, users // n_users)
 sample = list(range(base, base + users, step))[:n_users]
 print()
-print("| index | recall@10 | recall@100 | users |")
-print("|---|---|---|---|")
-for name, port in servers.items():
+truths = {k: [set(recall(exact_port, u, k)) for u in sample] for k in (10, 100)}
+print("| index | recall@10 | recall@100 | users | mean ms per recall (sequential) |")
+print("|---|---|---|---|---|")
+for name, (port, ef) in servers.items():
     row = []
+    started, calls = time.time(), 0
     for k in (10, 100):
         found = total = 0
-        for u in sample:
-            truth = set(recall(exact_port, u, k))
-            got = recall(port, u, k)
+        for u, truth in zip(sample, truths[k]):
+            got = recall(port, u, k, ef)
+            calls += 1
             found += len(truth.intersection(got)); total += len(truth)
         row.append(found / max(total, 1))
-    print("| %s | %.4f | %.4f | %d |" % (name, row[0], row[1], len(sample)))
+    ms = (time.time() - started) * 1000 / max(calls, 1)
+    print("| %s | %.4f | %.4f | %d | %.1f |" % (name, row[0], row[1], len(sample), ms), flush=True)
 EOF
 
 # ---- 4. throughput and memory ----

@@ -239,6 +239,34 @@ impl Settings {
         if milvus.address.trim().is_empty() {
             return bad("index.milvus.address", "must name Milvus's host:port");
         }
+        // Values no index can use are refused here; Milvus refuses its own out-of-range ones at
+        // load (CreateIndex), with its message in the load's error.
+        if milvus.hnsw_m < 2 {
+            return bad("index.milvus.hnsw_m", "must be at least 2");
+        }
+        if milvus.hnsw_ef_construction == 0 {
+            return bad("index.milvus.hnsw_ef_construction", "must be at least 1");
+        }
+        if milvus.search_ef == 0 || milvus.search_ef > crate::recall::MILVUS_MAX_CANDIDATES {
+            return bad("index.milvus.search_ef", "must be in [1, 16384]");
+        }
+        if !(1..=65536).contains(&milvus.ivf_nlist) {
+            return bad("index.milvus.ivf_nlist", "must be in [1, 65536]");
+        }
+        if milvus.ivf_nprobe == 0 || milvus.ivf_nprobe > milvus.ivf_nlist {
+            return bad("index.milvus.ivf_nprobe", "must be in [1, ivf_nlist]");
+        }
+        if !milvus
+            .alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || milvus.alias.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return bad(
+                "index.milvus.alias",
+                "must be letters, digits and _ (not starting with a digit), or empty",
+            );
+        }
         if !(0.0..=1.0).contains(&self.index.min_recall) {
             return bad("index.min_recall", "must be in [0, 1]");
         }

@@ -383,7 +383,10 @@ mod tests {
     #[test]
     fn the_integer_code_kernels_agree_with_a_plain_sum_at_every_length() {
         for n in [0, 1, 15, 16, 17, 31, 32, 33, 48, 64, 65, 130] {
-            let a: Vec<i16> = (0..n).map(|i| (i as i16 * 7919) % 32767 - 16000).collect();
+            // In i32: i × 7919 overflows i16 (a panic in debug builds) from i = 5 on.
+            let a: Vec<i16> = (0..n)
+                .map(|i| ((i * 7919) % 32767 - 16000) as i16)
+                .collect();
             let b: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
             let plain: i64 = a.iter().zip(&b).map(|(x, y)| *x as i64 * *y as i64).sum();
             assert_eq!(dot_i16_u8_inline(&a, &b) as i64, plain, "portable, n {n}");

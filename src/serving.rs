@@ -341,6 +341,11 @@ impl ServingModel {
         Ok(self.searchable.load().index.health()?)
     }
 
+    /// This model was swapped in: its index points what others read at itself (Milvus's alias).
+    pub fn activate_index(&self) -> Result<(), ServeError> {
+        Ok(self.searchable.load().index.activated()?)
+    }
+
     /// This model was swapped out: its index releases what it holds outside the process.
     pub fn retire_index(&self) {
         self.searchable.load().index.retire();

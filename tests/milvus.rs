@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use common::db::TestDb;
 use common::http::{Answer, TestApp};
 use fmrecall::data::FeatureSet;
-use fmrecall::recall::{collection_name, IndexKind, MilvusMetric};
+use fmrecall::recall::{
+    collection_name, Consistency, IndexKind, MilvusClient, MilvusIndexType, MilvusMetric,
+    MilvusSettings,
+};
 use fmrecall::serving::{RecallQuery, ServingModel, UserSpec};
 use serde_json::{json, Value};
 
@@ -95,15 +98,20 @@ impl MilvusServer {
         std::fs::read_to_string(self._data.path().join("milvus.log")).unwrap_or_default()
     }
 
+    /// A gRPC client of this Milvus (the service's own), for looking at what the service made.
+    fn client(&self) -> MilvusClient {
+        MilvusClient::new(&MilvusSettings {
+            address: self.address(),
+            timeout_ms: 2000,
+            retries: 0,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
     /// The collections Milvus lists, or `None` when it does not answer.
     fn collections(&self) -> Option<Vec<String>> {
-        let answer: Value = ureq::get(&format!("http://{}/v1/vector/collections", self.address()))
-            .timeout(Duration::from_secs(2))
-            .call()
-            .ok()?
-            .into_json()
-            .ok()?;
-        serde_json::from_value(answer.get("data")?.clone()).ok()
+        self.client().list_collections().ok()
     }
 
     /// Sends `signal` to the server's whole process group (the Python launcher and Milvus).
@@ -217,7 +225,14 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     settings.index.milvus.timeout_ms = 300;
     settings.index.milvus.retries = 1;
     settings.index.milvus.backoff_ms = 20;
+    // Not the defaults, so that finding them in Milvus shows they were applied.
+    settings.index.milvus.index_type = MilvusIndexType::Hnsw;
+    settings.index.milvus.hnsw_m = 12;
+    settings.index.milvus.hnsw_ef_construction = 96;
+    settings.index.milvus.consistency_level = Consistency::Session;
+    settings.index.milvus.alias = "fmrecall_test_serving".into();
     let app = TestApp::spawn(settings.clone()).await;
+    let client = milvus.client();
 
     // The model is served from its collection, checked against brute force at load.
     let model = app.get("/v1/model").await.json();
@@ -228,6 +243,107 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
         a_collection.as_str()
     );
     assert!(milvus.collections().unwrap().contains(&a_collection));
+
+    // 0. What Milvus holds: the configured index with its parameters, built on every row; every
+    // row in a sealed segment searched with that index (flushed: no growing segment left to
+    // Milvus's interim IVF index); the configured consistency level; the alias on the collection.
+    let index = client
+        .describe_index(&a_collection)
+        .unwrap()
+        .expect("an index");
+    assert_eq!(index.params["index_type"], "HNSW", "{index:?}");
+    assert_eq!(index.params["metric_type"], "L2", "{index:?}");
+    let params: Value = serde_json::from_str(&index.params["params"]).unwrap();
+    assert_eq!(params["M"].to_string().trim_matches('"'), "12", "{params}");
+    assert_eq!(
+        params["efConstruction"].to_string().trim_matches('"'),
+        "96",
+        "{params}"
+    );
+    assert!(index.finished, "{index:?}");
+    let items = a.meta.items.len() as i64;
+    assert_eq!(index.indexed_rows, items + 1, "{index:?}"); // + the sentinel
+    let segments = client.query_segments(&a_collection).unwrap();
+    assert!(!segments.is_empty());
+    assert_eq!(
+        segments.iter().map(|s| s.rows).sum::<i64>(),
+        items + 1,
+        "{segments:?}"
+    );
+    for segment in &segments {
+        assert_eq!(segment.state, "Sealed", "{segments:?}");
+        // Milvus indexes a segment of at least minSegmentNumRowsToEnableIndex (1,024) rows and
+        // scans smaller ones exactly (this model has 300 items).
+        assert!(
+            segment.rows < 1024 || !segment.index_name.is_empty(),
+            "{segments:?}"
+        );
+    }
+    let (consistency, aliases) = client.describe_collection(&a_collection).unwrap();
+    assert_eq!(consistency, Some(Consistency::Session));
+    assert_eq!(aliases, ["fmrecall_test_serving"]);
+    assert_eq!(
+        client.describe_alias("fmrecall_test_serving").unwrap(),
+        Some(a_collection.clone())
+    );
+    assert_eq!(model["index"]["params"]["consistency_level"], "session");
+
+    // 0b. A collection above Milvus's indexing threshold, opened through the library with the
+    // default index (IVF_FLAT): its rows end in sealed segments that carry the index, sized to
+    // the rows (3,000 / 39 = 76 lists), and the search through it finds the exact top 10.
+    let dim = 16;
+    let mut rng = fmrecall::rng::Rng::new(5);
+    let raw: Vec<f32> = (0..3000 * dim).map(|_| rng.normal() as f32).collect();
+    let vectors = std::sync::Arc::new(fmrecall::vectors::ItemVectors::from_raw(dim, raw));
+    let ivf = MilvusSettings {
+        index_type: MilvusIndexType::IvfFlat,
+        // A strong read waits for Milvus's next time tick (200 ms): more than the 300 ms
+        // the fault steps below are given, on a loaded machine.
+        timeout_ms: 3000,
+        ..settings.index.milvus.clone()
+    };
+    assert_eq!(ivf.index_type, MilvusSettings::default().index_type);
+    let big = fmrecall::recall::MilvusIndex::open(vectors.clone(), &ivf, "sealed-check").unwrap();
+    let index = client.describe_index(big.collection()).unwrap().unwrap();
+    assert_eq!(index.params["index_type"], "IVF_FLAT", "{index:?}");
+    let params: Value = serde_json::from_str(&index.params["params"]).unwrap();
+    assert_eq!(
+        params["nlist"].to_string().trim_matches('"'),
+        "76",
+        "{params}"
+    );
+    let segments = client.query_segments(big.collection()).unwrap();
+    assert_eq!(segments.iter().map(|s| s.rows).sum::<i64>(), 3001);
+    assert!(
+        segments
+            .iter()
+            .all(|s| s.state == "Sealed" && (s.rows < 1024 || s.index_name == "vector")),
+        "{segments:?}"
+    );
+    assert!(
+        segments.iter().any(|s| s.index_name == "vector"),
+        "{segments:?}"
+    );
+    let exact_big = fmrecall::recall::ExactIndex::new(vectors.clone());
+    let (mut found, mut expected) = (0, 0);
+    for q in 0..50 {
+        let query = vectors.row(q * 7).to_vec();
+        use fmrecall::recall::{Filter, RecallIndex};
+        let want: HashSet<u32> = exact_big
+            .search(&query, 10, None, Filter::All)
+            .unwrap()
+            .iter()
+            .map(|h| h.item)
+            .collect();
+        let got = big.search(&query, 10, None, Filter::All).unwrap();
+        expected += want.len();
+        found += got.iter().filter(|h| want.contains(&h.item)).count();
+    }
+    assert!(
+        found as f64 >= 0.98 * expected as f64,
+        "{found} of {expected}"
+    );
+    client.drop_collection(big.collection()).unwrap();
 
     // 1. Same answers as exact search, scores exact (re-scored by the service).
     let mut exact_settings = settings.index.clone();
@@ -436,6 +552,11 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     );
     let answer = app.post("/v1/recall", &recall).await;
     assert_eq!(answer.status, 200);
+    // The alias moved to the new collection in one step (AlterAlias), once the model serves.
+    assert_eq!(
+        client.describe_alias("fmrecall_test_serving").unwrap(),
+        Some(b_collection.clone())
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let listed = milvus.collections().unwrap();

@@ -4,10 +4,15 @@
 //!
 //! - **Collections.** Loading a model writes its trained item vectors to `{prefix}_{version}_{metric}`
 //!   (or reuses that collection when it is complete: a restart, another replica, `fmrecall
-//!   publish`), then a sentinel row (slot −1) that marks it complete. The load path checks recall
-//!   against exact search before the model is swapped in, so the switch is the service's own
-//!   atomic model swap: Milvus 2.3's HTTP API v1 has no aliases. A swapped-out model's collection
-//!   is dropped after `drop_grace_seconds` unless a model of this process uses it again.
+//!   publish`), then a sentinel row (slot −1) that marks it complete; then flushes it (sealed
+//!   segments get the configured index: rows left in growing segments are searched by Milvus's
+//!   interim IVF index, which missed 10–20% of neighbours at 1M items), waits for the index and
+//!   loads it. The load path checks recall against exact search before the model is swapped in;
+//!   once swapped in, the alias `index.milvus.alias` is pointed at the collection (for other
+//!   readers of "the serving collection"). The service itself searches its model's collection by
+//!   name, so a request that started on the old model never reads the new model's slots. A
+//!   swapped-out model's collection is dropped after `drop_grace_seconds` unless a model of this
+//!   process uses it again or the alias names it.
 //! - **Norm reduction.** Maximum inner product is not a metric, and graph search under it misses
 //!   items when norms vary (trained FM items carry popularity in their norms). With `metric =
 //!   "l2"` the items are stored as [x; √(M² − ‖x‖²)] and queries as [q; 0], M the largest item
@@ -25,7 +30,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{MilvusClient, MilvusError};
+mod proto;
+
+pub use client::{Consistency, IndexSpec, IndexStatus, MilvusClient, MilvusError, QueryRow};
+pub use client::{SearchRow, SegmentInfo};
 
 use super::{check_appended, check_finite_rows, check_query, Filter, Hit, IndexError, IndexInfo};
 use super::{RecallIndex, TopK};
@@ -66,14 +74,44 @@ impl MilvusMetric {
     }
 }
 
+/// The vector index Milvus builds on sealed segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MilvusIndexType {
+    /// A graph (`hnsw_m`, `hnsw_ef_construction`; searched at `search_ef`).
+    Hnsw,
+    /// Inverted lists (`ivf_nlist`; searched with `ivf_nprobe` lists).
+    IvfFlat,
+    /// Brute force.
+    Flat,
+}
+
 /// `[index.milvus]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MilvusSettings {
-    /// `host:port` of Milvus's proxy (HTTP API v1), or `http://host:port`.
+    /// `host:port` of Milvus's proxy (its gRPC port), or `http://host:port`.
     pub address: String,
     /// Collections are named `{prefix}_{version}_{metric}`.
     pub collection_prefix: String,
+    /// The alias pointed at the serving model's collection once it is swapped in.
+    pub alias: String,
+    /// The index built on the collection's sealed segments.
+    pub index_type: MilvusIndexType,
+    /// HNSW: links per node (Milvus's `M`).
+    pub hnsw_m: usize,
+    /// HNSW: the build's candidate list (`efConstruction`).
+    pub hnsw_ef_construction: usize,
+    /// HNSW: the search's candidate list (`ef`), raised to the candidates asked and to the
+    /// request's `ef`.
+    pub search_ef: usize,
+    /// IVF_FLAT: lists.
+    pub ivf_nlist: usize,
+    /// IVF_FLAT: lists searched.
+    pub ivf_nprobe: usize,
+    /// The consistency level of recall searches (`strong`, `session`, `bounded`, `eventually`);
+    /// the collection is created with it. Loading and the load-time check read `strong`.
+    pub consistency_level: Consistency,
     /// `l2` (norm-reduced) or `ip`.
     pub metric: MilvusMetric,
     /// Candidates asked of Milvus per recall: `k × oversample` (at least `k + min_extra`, at least
@@ -106,6 +144,17 @@ impl Default for MilvusSettings {
         MilvusSettings {
             address: "127.0.0.1:19530".into(),
             collection_prefix: "fmrecall".into(),
+            alias: "fmrecall_serving".into(),
+            // Measured on the 1M-item model (docs/milvus.md): IVF_FLAT reached recall 0.99/0.997
+            // served where HNSW (M 16, efConstruction 200) stayed at 0.75 whatever its ef.
+            index_type: MilvusIndexType::IvfFlat,
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            search_ef: 128,
+            ivf_nlist: 1024,
+            // 1/8 of the lists: 64 (1/16) served recall@10 0.973 on the 1M model, 128 0.994.
+            ivf_nprobe: 128,
+            consistency_level: Consistency::Bounded,
             metric: MilvusMetric::L2,
             oversample: 4,
             min_extra: 90,
@@ -140,6 +189,56 @@ pub fn collection_name(prefix: &str, version: &str, metric: MilvusMetric) -> Str
     }
     name.truncate(255);
     name
+}
+
+/// Training points per IVF list below which k-means has too little to place a centroid: faiss's
+/// own minimum (`Clustering::train` warns under 39 points per centroid).
+const MIN_POINTS_PER_LIST: usize = 39;
+
+/// The IVF lists of a collection of `rows`: `ivf_nlist`, fewer when the rows cannot train that
+/// many (1,682 MovieLens items get 43 lists, each searched; 1M items get `ivf_nlist`).
+pub fn ivf_lists(settings: &MilvusSettings, rows: usize) -> usize {
+    settings.ivf_nlist.min(rows / MIN_POINTS_PER_LIST).max(1)
+}
+
+/// The index `settings` ask Milvus to build over a collection of `rows`.
+pub fn index_spec(settings: &MilvusSettings, rows: usize) -> IndexSpec {
+    let (index_type, params) = match settings.index_type {
+        MilvusIndexType::Hnsw => (
+            "HNSW",
+            serde_json::json!({"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction}),
+        ),
+        MilvusIndexType::IvfFlat => (
+            "IVF_FLAT",
+            serde_json::json!({"nlist": ivf_lists(settings, rows)}),
+        ),
+        MilvusIndexType::Flat => ("FLAT", serde_json::json!({})),
+    };
+    IndexSpec {
+        index_type,
+        metric: settings.metric.milvus_name(),
+        params,
+    }
+}
+
+/// The search parameters of a search for `limit` rows in a collection indexed over `rows`:
+/// HNSW's `ef` is at least `limit` (Milvus refuses less), `search_ef` and the request's `ef`;
+/// IVF's `nprobe` is `ivf_nprobe`, at most the lists there are.
+pub fn search_params(
+    settings: &MilvusSettings,
+    rows: usize,
+    limit: usize,
+    ef: Option<usize>,
+) -> serde_json::Value {
+    match settings.index_type {
+        MilvusIndexType::Hnsw => serde_json::json!({
+            "ef": settings.search_ef.max(limit).max(ef.unwrap_or(0)).min(MAX_CANDIDATES)
+        }),
+        MilvusIndexType::IvfFlat => {
+            serde_json::json!({"nprobe": settings.ivf_nprobe.min(ivf_lists(settings, rows))})
+        }
+        MilvusIndexType::Flat => serde_json::json!({}),
+    }
 }
 
 /// M of the norm reduction: the largest norm among `vectors`' rows.
@@ -251,20 +350,23 @@ pub struct MilvusIndex {
     radius: f32,
     /// Whether the collection was found complete rather than written by this load.
     reused: bool,
+    /// The model's item count when the collection was opened: what its index was sized for.
+    indexed_rows: usize,
     build_seconds: f64,
 }
 
 impl MilvusIndex {
-    /// The collection of `version` over `vectors`: reused when complete, else (re)written; waits
-    /// until its sentinel is visible and it is loaded. **Errors** when Milvus cannot be reached or
-    /// refuses, or the collection is not ready within `ready_timeout_seconds`.
+    /// The collection of `version` over `vectors`: reused when complete, else (re)written; then
+    /// flushed, indexed and loaded, and ready once its sentinel is visible. **Errors** when Milvus
+    /// cannot be reached or refuses, or the collection is not ready within
+    /// `ready_timeout_seconds`.
     pub fn open(
         vectors: Arc<ItemVectors>,
         settings: &MilvusSettings,
         version: &str,
     ) -> Result<MilvusIndex, IndexError> {
         let started = Instant::now();
-        let client = Arc::new(MilvusClient::new(settings));
+        let client = Arc::new(MilvusClient::new(settings)?);
         let collection = collection_name(&settings.collection_prefix, version, settings.metric);
         let radius = reduction_radius(&vectors);
         let deadline = started + Duration::from_secs(settings.ready_timeout_seconds);
@@ -275,9 +377,11 @@ impl MilvusIndex {
             settings: settings.clone(),
             radius,
             reused: false,
+            indexed_rows: 0,
             build_seconds: 0.0,
         };
-        let exists = index.client.list_collections()?.contains(&index.collection);
+        index.indexed_rows = index.vectors.len();
+        let exists = index.client.has_collection(&index.collection)?;
         index.reused = exists && index.is_complete()?;
         if !index.reused {
             if exists {
@@ -288,7 +392,7 @@ impl MilvusIndex {
             }
             index.write()?;
         }
-        index.wait_ready(deadline)?;
+        index.seal_and_load(deadline)?;
         count_use(&index.collection, 1);
         index.build_seconds = started.elapsed().as_secs_f64();
         Ok(index)
@@ -305,9 +409,21 @@ impl MilvusIndex {
     }
 
     fn is_complete(&self) -> Result<bool, IndexError> {
+        if !self.client.is_loaded(&self.collection)? {
+            // A query needs the collection loaded; one found unloaded is loaded to be asked.
+            self.client.load_collection(&self.collection)?;
+            self.wait_loaded(
+                Instant::now() + Duration::from_secs(self.settings.ready_timeout_seconds),
+            )?;
+        }
         Ok(!self
             .client
-            .query(&self.collection, &format!("slot == {SENTINEL_SLOT}"), 1)?
+            .query(
+                &self.collection,
+                &format!("slot == {SENTINEL_SLOT}"),
+                1,
+                Consistency::Strong,
+            )?
             .is_empty())
     }
 
@@ -326,17 +442,25 @@ impl MilvusIndex {
         }
     }
 
-    /// Creates the collection, writes every row, then the sentinel.
+    /// Creates the collection and its index, writes every row, then the sentinel.
     fn write(&self) -> Result<(), IndexError> {
         self.client.create_collection(
             &self.collection,
             self.stored_dim(),
-            self.settings.metric.milvus_name(),
+            self.settings.consistency_level,
+        )?;
+        // The index first: every segment sealed from now on is indexed as it seals.
+        self.client.create_index(
+            &self.collection,
+            &index_spec(&self.settings, self.indexed_rows),
         )?;
         self.insert_rows(0..self.vectors.len())?;
         let zero = vec![0.0; self.stored_dim()];
-        self.client
-            .insert(&self.collection, &[(SENTINEL_SLOT, zero)])?;
+        self.client.insert(
+            &self.collection,
+            self.stored_dim(),
+            &[(SENTINEL_SLOT, zero)],
+        )?;
         Ok(())
     }
 
@@ -348,36 +472,78 @@ impl MilvusIndex {
             let data: Vec<(i64, Vec<f32>)> = (start..end)
                 .map(|i| (i as i64, self.stored(self.vectors.row(i))))
                 .collect();
-            self.client.insert(&self.collection, &data)?;
+            self.client
+                .insert(&self.collection, self.stored_dim(), &data)?;
             start = end;
         }
         Ok(())
     }
 
-    /// Waits until the sentinel is visible and the collection loaded.
-    fn wait_ready(&self, deadline: Instant) -> Result<(), IndexError> {
+    /// Flushes the collection (its growing segments seal and get the index), waits until every
+    /// sealed row is indexed, loads it and waits until it is loaded. Also on a reused collection:
+    /// a writer that crashed after the sentinel may have left rows unflushed, and flushing
+    /// nothing is cheap.
+    fn seal_and_load(&self, deadline: Instant) -> Result<(), IndexError> {
+        if self.client.describe_index(&self.collection)?.is_none() {
+            self.client.create_index(
+                &self.collection,
+                &index_spec(&self.settings, self.indexed_rows),
+            )?;
+        }
+        self.client.flush(&self.collection, deadline)?;
         loop {
-            let loaded = self
-                .client
-                .describe(&self.collection)?
-                .get("load")
-                .and_then(|l| l.as_str())
-                .is_some_and(|l| l == "LoadStateLoaded");
-            if loaded && self.is_complete()? {
-                return Ok(());
+            match self.client.describe_index(&self.collection)? {
+                Some(status) if status.failure.is_some() => {
+                    return Err(IndexError::Unavailable(format!(
+                        "Milvus could not build the index of {}: {}",
+                        self.collection,
+                        status.failure.unwrap_or_default()
+                    )))
+                }
+                Some(status)
+                    if status.finished
+                        && status.pending_rows == 0
+                        && status.indexed_rows >= status.total_rows =>
+                {
+                    break
+                }
+                _ => {}
             }
             if Instant::now() >= deadline {
                 return Err(IndexError::Unavailable(format!(
-                    "collection {} not loaded and complete after {} s",
+                    "the index of collection {} not built after {} s",
+                    self.collection, self.settings.ready_timeout_seconds
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.client.load_collection(&self.collection)?;
+        self.wait_loaded(deadline)?;
+        if !self.is_complete()? {
+            return Err(IndexError::Unavailable(format!(
+                "collection {} lost its sentinel row while loading",
+                self.collection
+            )));
+        }
+        Ok(())
+    }
+
+    fn wait_loaded(&self, deadline: Instant) -> Result<(), IndexError> {
+        while !self.client.is_loaded(&self.collection)? {
+            if Instant::now() >= deadline {
+                return Err(IndexError::Unavailable(format!(
+                    "collection {} not loaded after {} s",
                     self.collection, self.settings.ready_timeout_seconds
                 )));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        Ok(())
     }
 
-    /// The primary keys of the rows holding these slots.
-    fn row_ids(&self, slots: &[u32]) -> Result<Vec<serde_json::Value>, IndexError> {
+    /// The primary keys of the rows holding these slots (read `strong`: a live write just made
+    /// must be found).
+    fn row_ids(&self, slots: &[u32]) -> Result<Vec<i64>, IndexError> {
         let mut ids = Vec::new();
         for chunk in slots.chunks(self.settings.max_expression_slots.max(1)) {
             let filter = format!(
@@ -389,9 +555,12 @@ impl MilvusIndex {
                     .join(",")
             );
             // Several rows per slot are possible (replicas writing the same live item).
-            let rows =
-                self.client
-                    .query(&self.collection, &filter, QUERY_WINDOW.min(chunk.len() * 4))?;
+            let rows = self.client.query(
+                &self.collection,
+                &filter,
+                QUERY_WINDOW.min(chunk.len() * 4),
+                Consistency::Strong,
+            )?;
             ids.extend(rows.into_iter().map(|r| r.id));
         }
         Ok(ids)
@@ -399,15 +568,24 @@ impl MilvusIndex {
 
     /// Whether Milvus answers and the collection is loaded (what `/readyz` asks).
     pub fn check_health(&self) -> Result<(), IndexError> {
-        let state = self.client.describe(&self.collection)?;
-        match state.get("load").and_then(|l| l.as_str()) {
-            Some("LoadStateLoaded") => Ok(()),
+        match self.client.load_state(&self.collection)? {
+            "Loaded" => Ok(()),
             other => Err(IndexError::Unavailable(format!(
-                "collection {} is {}",
+                "collection {} is {other}",
                 self.collection,
-                other.unwrap_or("in an unknown state")
             ))),
         }
+    }
+
+    /// Points the alias at this index's collection (the model serving it was swapped in).
+    pub fn point_alias(&self) -> Result<(), IndexError> {
+        if self.settings.alias.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .point_alias(&self.settings.alias, &self.collection)?;
+        tracing::info!(alias = %self.settings.alias, collection = %self.collection, "alias switched");
+        Ok(())
     }
 
     /// How many candidates a recall of `k` at `ef` asks Milvus for.
@@ -438,11 +616,14 @@ impl RecallIndex for MilvusIndex {
             MilvusMetric::L2 => reduced_query(query),
             MilvusMetric::Ip => query.to_vec(),
         };
+        let limit = self.candidates(k, ef);
         let rows = self.client.search(
             &self.collection,
             &searched,
-            self.candidates(k, ef),
+            limit,
             &expression,
+            &search_params(&self.settings, self.indexed_rows, limit, ef),
+            self.settings.consistency_level,
         )?;
         // Exact re-scoring; a slot may come twice (replicas writing the same live item).
         let mut top = TopK::new(k);
@@ -470,6 +651,12 @@ impl RecallIndex for MilvusIndex {
                 "address": self.settings.address,
                 "collection": self.collection,
                 "metric": self.settings.metric,
+                "alias": self.settings.alias,
+                "index_type": index_spec(&self.settings, self.indexed_rows).index_type,
+                "index_params": index_spec(&self.settings, self.indexed_rows).params,
+                "search_params": search_params(&self.settings, self.indexed_rows, self.candidates(10, None), None),
+                "search_ef": self.settings.search_ef,
+                "consistency_level": self.settings.consistency_level,
                 "oversample": self.settings.oversample,
                 "min_extra": self.settings.min_extra,
                 "reduction_radius": self.radius,
@@ -496,7 +683,8 @@ impl RecallIndex for MilvusIndex {
         self.client.delete(&self.collection, &stale)?;
         self.insert_rows(rows)?;
         // Read your writes, as the in-process indexes give: Milvus makes rows searchable a moment
-        // after the insert (under a second here), so the write answers once the last one is.
+        // after the insert (under a second here), so the write answers once a strong read finds
+        // the last one (searches at `bounded` may still miss it for up to gracefulTime, 5 s).
         if let Some(&last) = slots.last() {
             let deadline = Instant::now() + Duration::from_secs(10);
             while self.row_ids(&[last])?.is_empty() {
@@ -521,6 +709,7 @@ impl RecallIndex for MilvusIndex {
             settings: self.settings.clone(),
             radius: self.radius,
             reused: self.reused,
+            indexed_rows: self.indexed_rows,
             build_seconds: self.build_seconds,
         }))
     }
@@ -545,8 +734,13 @@ impl RecallIndex for MilvusIndex {
         self.check_health()
     }
 
+    fn activated(&self) -> Result<(), IndexError> {
+        self.point_alias()
+    }
+
     fn retire(&self) {
         let grace = self.settings.drop_grace_seconds;
+        let alias = self.settings.alias.clone();
         if grace == 0 {
             return;
         }
@@ -557,6 +751,20 @@ impl RecallIndex for MilvusIndex {
             .spawn(move || {
                 std::thread::sleep(Duration::from_secs(grace));
                 if count_use(&collection, -1) == 0 {
+                    // Another replica may have pointed the alias back at it (a rollback).
+                    if !alias.is_empty() {
+                        match client.describe_alias(&alias) {
+                            Ok(Some(named)) if named == collection => {
+                                tracing::info!(collection = %collection, "a retired collection is the alias's again: kept");
+                                return;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(collection = %collection, error = %e, "could not read the alias: the retired collection is kept");
+                                return;
+                            }
+                        }
+                    }
                     match client.drop_collection(&collection) {
                         Ok(()) => tracing::info!(collection = %collection, "dropped a retired collection"),
                         Err(e) => tracing::warn!(collection = %collection, error = %e, "could not drop a retired collection"),
@@ -684,6 +892,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_configured_index_and_its_parameters_are_what_milvus_is_asked_to_build() {
+        let mut settings = MilvusSettings {
+            index_type: MilvusIndexType::Hnsw,
+            hnsw_m: 24,
+            hnsw_ef_construction: 300,
+            ..Default::default()
+        };
+        let spec = index_spec(&settings, 1_000_000);
+        assert_eq!(spec.index_type, "HNSW");
+        assert_eq!(spec.metric, "L2");
+        assert_eq!(
+            spec.params,
+            serde_json::json!({"M": 24, "efConstruction": 300})
+        );
+        settings.index_type = MilvusIndexType::IvfFlat;
+        settings.metric = MilvusMetric::Ip;
+        let spec = index_spec(&settings, 1_000_000);
+        assert_eq!((spec.index_type, spec.metric), ("IVF_FLAT", "IP"));
+        assert_eq!(spec.params, serde_json::json!({"nlist": 1024}));
+        // Fewer rows than 39 per list: fewer lists (MovieLens 100K's 1,682 items: 43).
+        assert_eq!(
+            index_spec(&settings, 1682).params,
+            serde_json::json!({"nlist": 43})
+        );
+        assert_eq!(
+            index_spec(&settings, 10).params,
+            serde_json::json!({"nlist": 1})
+        );
+        settings.index_type = MilvusIndexType::Flat;
+        assert_eq!(index_spec(&settings, 1_000_000).index_type, "FLAT");
+    }
+
+    #[test]
+    fn hnsw_searches_at_least_as_broadly_as_the_candidates_asked_and_the_requests_ef() {
+        let settings = MilvusSettings {
+            index_type: MilvusIndexType::Hnsw,
+            search_ef: 128,
+            ..Default::default()
+        };
+        assert_eq!(
+            search_params(&settings, 1_000_000, 100, None),
+            serde_json::json!({"ef": 128})
+        );
+        assert_eq!(
+            search_params(&settings, 1_000_000, 400, None),
+            serde_json::json!({"ef": 400})
+        );
+        assert_eq!(
+            search_params(&settings, 1_000_000, 100, Some(900)),
+            serde_json::json!({"ef": 900})
+        );
+        assert_eq!(
+            search_params(&settings, 1_000_000, 100, Some(1 << 20)),
+            serde_json::json!({"ef": MAX_CANDIDATES})
+        );
+        let ivf = MilvusSettings {
+            index_type: MilvusIndexType::IvfFlat,
+            ivf_nprobe: 32,
+            ..Default::default()
+        };
+        assert_eq!(
+            search_params(&ivf, 1_000_000, 100, Some(900)),
+            serde_json::json!({"nprobe": 32})
+        );
+        // Never more lists probed than there are: a small collection is scanned whole.
+        assert_eq!(
+            search_params(&ivf, 1682, 100, None),
+            serde_json::json!({"nprobe": 32})
+        );
+        assert_eq!(
+            search_params(&ivf, 800, 100, None),
+            serde_json::json!({"nprobe": 20})
+        );
     }
 
     #[test]

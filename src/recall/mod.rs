@@ -33,8 +33,10 @@ pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
 pub use hnsw::{HnswParams, HnswRsIndex};
 pub use measure::{measure_recall, recall_at_10_and_100};
 pub use milvus::{
-    collection_name, filter_expression, reduced_item, reduced_query, reduction_radius, MilvusIndex,
-    MilvusMetric, MilvusSettings,
+    collection_name, filter_expression, index_spec, reduced_item, reduced_query, reduction_radius,
+    search_params, Consistency, IndexSpec, IndexStatus, MilvusClient, MilvusError, MilvusIndex,
+    MilvusIndexType, MilvusMetric, MilvusSettings, QueryRow, SearchRow, SegmentInfo,
+    MAX_CANDIDATES as MILVUS_MAX_CANDIDATES,
 };
 
 use crate::vectors::ItemVectors;
@@ -394,6 +396,12 @@ pub trait RecallIndex: Send + Sync {
     /// `Ok` when the index can answer now: in-process indexes always can; an external one
     /// (Milvus) is asked (what `/readyz` reports).
     fn health(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
+
+    /// The model serving this index was swapped in: an external index points its shared name at
+    /// what this index holds (Milvus's alias). Blocking (a network call).
+    fn activated(&self) -> Result<(), IndexError> {
         Ok(())
     }
 

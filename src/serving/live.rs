@@ -197,8 +197,20 @@ impl LiveModel {
             .fetch_max(events_up_to, Ordering::AcqRel);
         let version = loaded.meta().version.clone();
         let load_seconds = loaded.load_seconds();
-        let previous = self.model.swap(Some(Arc::new(loaded)));
+        let loaded = Arc::new(loaded);
+        let previous = self.model.swap(Some(loaded.clone()));
         tracing::info!(version = %version, load_seconds, "model swapped in");
+        // Only now does what other readers follow (Milvus's alias) name the new model's index:
+        // the service itself searches each model's own collection, so this order costs nothing.
+        match tokio::task::spawn_blocking(move || loaded.activate_index()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(version = %version, error = %e, "the index's alias was not switched")
+            }
+            Err(e) => {
+                tracing::warn!(version = %version, error = %e, "the index's alias switch did not finish")
+            }
+        }
         if let Some(previous) = &previous {
             previous.retire_index();
         }
