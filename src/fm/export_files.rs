@@ -306,17 +306,30 @@ fn write_all_parquet(
         vec![n_users, k + 1],
         |out| out.write_all(&bytes),
     )?);
-    let manifest = ExportManifest {
-        format: "parquet".into(),
+    finish(
+        staged,
+        manifest(artifact, "parquet", PARQUET_SCORE_FORMULA, files),
+    )
+}
+
+/// The manifest of an export of `artifact` in `format` whose scores follow `score`.
+fn manifest(
+    artifact: &ModelArtifact,
+    format: &str,
+    score: &str,
+    files: Vec<ExportedFile>,
+) -> ExportManifest {
+    let meta = &artifact.meta;
+    ExportManifest {
+        format: format.into(),
         model_version: meta.version.clone(),
         model_created_at: meta.created_at.clone(),
-        dim: k,
-        users: n_users,
-        items: n_items,
-        score: PARQUET_SCORE_FORMULA.into(),
+        dim: artifact.model.dim(),
+        users: meta.users.len(),
+        items: meta.items.len(),
+        score: score.into(),
         files,
-    };
-    finish(staged, manifest)
+    }
 }
 
 /// Writes the manifest (renamed last) and renames every staged file into place.
@@ -385,17 +398,7 @@ fn write_all(
         })?);
     }
 
-    let manifest = ExportManifest {
-        format: "npy".into(),
-        model_version: meta.version.clone(),
-        model_created_at: meta.created_at.clone(),
-        dim: k,
-        users: n_users,
-        items: n_items,
-        score: SCORE_FORMULA.into(),
-        files,
-    };
-    finish(staged, manifest)
+    finish(staged, manifest(artifact, "npy", SCORE_FORMULA, files))
 }
 
 fn check_ids(path: &Path, kind: &'static str, entities: &[Entity]) -> Result<(), ExportError> {
