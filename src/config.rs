@@ -256,6 +256,9 @@ impl Settings {
         if milvus.ivf_nprobe == 0 || milvus.ivf_nprobe > milvus.ivf_nlist {
             return bad("index.milvus.ivf_nprobe", "must be in [1, ivf_nlist]");
         }
+        if !(0.0..=1.0).contains(&milvus.target_recall) {
+            return bad("index.milvus.target_recall", "must be in [0, 1]");
+        }
         if !milvus
             .alias
             .chars()

@@ -343,6 +343,49 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
         found as f64 >= 0.98 * expected as f64,
         "{found} of {expected}"
     );
+
+    // 0c. Loading through `build_milvus` (what a model load does) tunes nprobe on the check
+    // queries: the fewest lists of the ladder whose recall@10 and @100 reach target_recall, where
+    // one rung fewer does not. Same version: the complete collection above is reused.
+    let queries: Vec<Vec<f32>> = (0..60)
+        .map(|_| (0..dim).map(|_| rng.normal() as f32).collect())
+        .collect();
+    let index_settings = fmrecall::recall::IndexSettings {
+        kind: IndexKind::Milvus,
+        milvus: ivf.clone(),
+        check_queries: queries.len(),
+        min_recall: 0.0,
+        ..settings.index.clone()
+    };
+    let (tuned, quality) =
+        fmrecall::recall::build_milvus(vectors.clone(), &index_settings, &queries, "sealed-check")
+            .unwrap();
+    let quality = quality.unwrap();
+    assert_eq!(quality.target_recall, Some(ivf.target_recall));
+    assert!(
+        quality.recall_at_10 >= ivf.target_recall && quality.recall_at_100 >= ivf.target_recall,
+        "{quality:?}"
+    );
+    let nprobe = tuned.info().params["search_params"]["nprobe"]
+        .as_u64()
+        .unwrap() as usize;
+    let ladder = fmrecall::recall::nprobe_ladder(big.lists());
+    let rung = ladder.iter().position(|&n| n == nprobe).unwrap();
+    // One list holds ~39 rows: it cannot give 100 of the top 100.
+    assert!(rung > 0, "nprobe {nprobe}");
+    big.set_nprobe(ladder[rung - 1]);
+    let (at_10, at_100) = fmrecall::recall::recall_at_10_and_100(
+        &big,
+        &exact_big,
+        &queries,
+        fmrecall::recall::Filter::All,
+    )
+    .unwrap();
+    assert!(
+        at_10 < ivf.target_recall || at_100 < ivf.target_recall,
+        "nprobe {} already reached the target: {at_10} / {at_100}",
+        ladder[rung - 1]
+    );
     client.drop_collection(big.collection()).unwrap();
 
     // 1. Same answers as exact search, scores exact (re-scored by the service).

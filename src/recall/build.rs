@@ -139,20 +139,36 @@ pub fn build_milvus(
     let exact = ExactIndex::new(vectors.clone());
     let (queries, truth, truth_100) = sample_truth(&exact, sample_queries, settings.check_queries)?;
     let deadline = started + std::time::Duration::from_secs(settings.milvus.ready_timeout_seconds);
-    let (recall_at_10, recall_at_100) = loop {
-        let at_10 = recall_against(&index, &queries, &truth, 10, None, Filter::All)?;
-        let at_100 = recall_against(&index, &queries, &truth_100, 100, None, Filter::All)?;
+    let measure = |index: &super::MilvusIndex| -> Result<(f64, f64), IndexError> {
+        Ok((
+            recall_against(index, &queries, &truth, 10, None, Filter::All)?,
+            recall_against(index, &queries, &truth_100, 100, None, Filter::All)?,
+        ))
+    };
+    let (mut recall_at_10, mut recall_at_100) = loop {
+        let (at_10, at_100) = measure(&index)?;
         if at_10 >= settings.min_recall || std::time::Instant::now() >= deadline {
             break (at_10, at_100);
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
+    let target = settings.milvus.target_recall;
+    let target_recall = (index.probes_lists() && target > 0.0).then_some(target);
+    if let Some(target) = target_recall {
+        let nprobe = tune_nprobe(&index, |index| {
+            let (at_10, at_100) = measure(index)?;
+            Ok(at_10 >= target && at_100 >= target)
+        })?;
+        index.set_nprobe(nprobe);
+        (recall_at_10, recall_at_100) = measure(&index)?;
+    }
     let self_recall = super::measure::self_recall(&index, &vectors, settings.check_queries, None)?;
     tracing::info!(
         collection = index.collection(),
         reused = index.reused(),
         recall_at_10,
         recall_at_100,
+        nprobe = index.nprobe(),
         "Milvus collection checked"
     );
     if recall_at_10 < settings.min_recall {
@@ -168,13 +184,35 @@ pub fn build_milvus(
         norm_scan: None,
         // The candidates a k = 10 recall asks Milvus for: its breadth, as far as the service sets it.
         ef_search: index.candidates(10, None),
-        target_recall: None,
+        target_recall,
         filtered: None,
         self_recall,
         queries: queries.len(),
         graph_from_file: index.reused(),
     };
     Ok((Arc::new(index), Some(quality)))
+}
+
+/// The fewest IVF lists of [`super::milvus::nprobe_ladder`] for which `reaches` holds, by
+/// bisection: probing more lists only adds candidates (IVF_FLAT scans each probed list whole), so
+/// `reaches` is monotone along the ladder, and probing every list is a brute-force scan, taken
+/// to reach it without measuring. About log2(16) = 4 measurements.
+fn tune_nprobe(
+    index: &super::MilvusIndex,
+    reaches: impl Fn(&super::MilvusIndex) -> Result<bool, IndexError>,
+) -> Result<usize, IndexError> {
+    let ladder = super::milvus::nprobe_ladder(index.lists());
+    let (mut low, mut high) = (0, ladder.len() - 1);
+    while low < high {
+        let middle = (low + high) / 2;
+        index.set_nprobe(ladder[middle]);
+        if reaches(index)? {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(ladder[high])
 }
 
 /// A graph index to check before it serves.

@@ -25,6 +25,7 @@
 mod client;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -107,8 +108,11 @@ pub struct MilvusSettings {
     pub search_ef: usize,
     /// IVF_FLAT: lists.
     pub ivf_nlist: usize,
-    /// IVF_FLAT: lists searched.
+    /// IVF_FLAT: lists searched when `target_recall` is 0.
     pub ivf_nprobe: usize,
+    /// IVF_FLAT: at load, search the fewest lists of [`NPROBE_LADDER`] whose recall@10 and
+    /// recall@100 on the load-time check queries reach this (0: `ivf_nprobe` as given).
+    pub target_recall: f64,
     /// The consistency level of recall searches (`strong`, `session`, `bounded`, `eventually`);
     /// the collection is created with it. Loading and the load-time check read `strong`.
     pub consistency_level: Consistency,
@@ -152,8 +156,12 @@ impl Default for MilvusSettings {
             hnsw_ef_construction: 200,
             search_ef: 128,
             ivf_nlist: 1024,
-            // 1/8 of the lists: 64 (1/16) served recall@10 0.973 on the 1M model, 128 0.994.
+            // Used as given only with `target_recall` 0: 64 (1/16 of the lists) served recall@10
+            // 0.973 on the 1M model, 128 0.994.
             ivf_nprobe: 128,
+            // Above the 0.98 asked of served recall: a breadth just reaching it on the check's
+            // users may fall short on others (as our graph's filtered breadth did).
+            target_recall: 0.99,
             consistency_level: Consistency::Bounded,
             metric: MilvusMetric::L2,
             oversample: 4,
@@ -221,12 +229,28 @@ pub fn index_spec(settings: &MilvusSettings, rows: usize) -> IndexSpec {
     }
 }
 
-/// The search parameters of a search for `limit` rows in a collection indexed over `rows`:
-/// HNSW's `ef` is at least `limit` (Milvus refuses less), `search_ef` and the request's `ef`;
-/// IVF's `nprobe` is `ivf_nprobe`, at most the lists there are.
+/// The IVF lists searched when nothing was tuned: `ivf_nprobe`, at most the lists there are.
+pub fn default_nprobe(settings: &MilvusSettings, rows: usize) -> usize {
+    settings.ivf_nprobe.min(ivf_lists(settings, rows))
+}
+
+/// The `nprobe` values tuning chooses from (those up to the collection's lists, then all lists).
+pub const NPROBE_LADDER: [usize; 16] = [
+    1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
+];
+
+/// [`NPROBE_LADDER`] below `lists`, then `lists` itself: cheapest first, the last one exhaustive.
+pub fn nprobe_ladder(lists: usize) -> Vec<usize> {
+    let mut ladder: Vec<usize> = NPROBE_LADDER.into_iter().filter(|&n| n < lists).collect();
+    ladder.push(lists.max(1));
+    ladder
+}
+
+/// The search parameters of a search for `limit` rows probing `nprobe` IVF lists: HNSW's `ef` is
+/// at least `limit` (Milvus refuses less), `search_ef` and the request's `ef`.
 pub fn search_params(
     settings: &MilvusSettings,
-    rows: usize,
+    nprobe: usize,
     limit: usize,
     ef: Option<usize>,
 ) -> serde_json::Value {
@@ -234,9 +258,7 @@ pub fn search_params(
         MilvusIndexType::Hnsw => serde_json::json!({
             "ef": settings.search_ef.max(limit).max(ef.unwrap_or(0)).min(MAX_CANDIDATES)
         }),
-        MilvusIndexType::IvfFlat => {
-            serde_json::json!({"nprobe": settings.ivf_nprobe.min(ivf_lists(settings, rows))})
-        }
+        MilvusIndexType::IvfFlat => serde_json::json!({ "nprobe": nprobe }),
         MilvusIndexType::Flat => serde_json::json!({}),
     }
 }
@@ -352,6 +374,8 @@ pub struct MilvusIndex {
     reused: bool,
     /// The model's item count when the collection was opened: what its index was sized for.
     indexed_rows: usize,
+    /// IVF lists searched (`default_nprobe`, or what `tune_nprobe` chose at load).
+    nprobe: AtomicUsize,
     build_seconds: f64,
 }
 
@@ -378,9 +402,11 @@ impl MilvusIndex {
             radius,
             reused: false,
             indexed_rows: 0,
+            nprobe: AtomicUsize::new(0),
             build_seconds: 0.0,
         };
         index.indexed_rows = index.vectors.len();
+        index.nprobe = AtomicUsize::new(default_nprobe(settings, index.indexed_rows));
         let exists = index.client.has_collection(&index.collection)?;
         index.reused = exists && index.is_complete()?;
         if !index.reused {
@@ -588,6 +614,31 @@ impl MilvusIndex {
         Ok(())
     }
 
+    /// Whether the collection's index has an `nprobe` to tune (IVF_FLAT).
+    pub fn probes_lists(&self) -> bool {
+        self.settings.index_type == MilvusIndexType::IvfFlat
+    }
+
+    /// The IVF lists of the collection.
+    pub fn lists(&self) -> usize {
+        ivf_lists(&self.settings, self.indexed_rows)
+    }
+
+    /// The IVF lists searched.
+    pub fn nprobe(&self) -> usize {
+        self.nprobe.load(Ordering::Relaxed)
+    }
+
+    /// Searches `nprobe` IVF lists from now on (at least 1, at most the lists there are).
+    pub fn set_nprobe(&self, nprobe: usize) {
+        self.nprobe
+            .store(nprobe.clamp(1, self.lists()), Ordering::Relaxed);
+    }
+
+    fn search_params(&self, limit: usize, ef: Option<usize>) -> serde_json::Value {
+        search_params(&self.settings, self.nprobe(), limit, ef)
+    }
+
     /// How many candidates a recall of `k` at `ef` asks Milvus for.
     pub(crate) fn candidates(&self, k: usize, ef: Option<usize>) -> usize {
         (k * self.settings.oversample)
@@ -622,7 +673,7 @@ impl RecallIndex for MilvusIndex {
             &searched,
             limit,
             &expression,
-            &search_params(&self.settings, self.indexed_rows, limit, ef),
+            &self.search_params(limit, ef),
             self.settings.consistency_level,
         )?;
         // Exact re-scoring; a slot may come twice (replicas writing the same live item).
@@ -654,7 +705,8 @@ impl RecallIndex for MilvusIndex {
                 "alias": self.settings.alias,
                 "index_type": index_spec(&self.settings, self.indexed_rows).index_type,
                 "index_params": index_spec(&self.settings, self.indexed_rows).params,
-                "search_params": search_params(&self.settings, self.indexed_rows, self.candidates(10, None), None),
+                "search_params": self.search_params(self.candidates(10, None), None),
+                "target_recall": self.settings.target_recall,
                 "search_ef": self.settings.search_ef,
                 "consistency_level": self.settings.consistency_level,
                 "oversample": self.settings.oversample,
@@ -710,6 +762,7 @@ impl RecallIndex for MilvusIndex {
             radius: self.radius,
             reused: self.reused,
             indexed_rows: self.indexed_rows,
+            nprobe: AtomicUsize::new(self.nprobe()),
             build_seconds: self.build_seconds,
         }))
     }
@@ -935,19 +988,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            search_params(&settings, 1_000_000, 100, None),
+            search_params(&settings, 0, 100, None),
             serde_json::json!({"ef": 128})
         );
         assert_eq!(
-            search_params(&settings, 1_000_000, 400, None),
+            search_params(&settings, 0, 400, None),
             serde_json::json!({"ef": 400})
         );
         assert_eq!(
-            search_params(&settings, 1_000_000, 100, Some(900)),
+            search_params(&settings, 0, 100, Some(900)),
             serde_json::json!({"ef": 900})
         );
         assert_eq!(
-            search_params(&settings, 1_000_000, 100, Some(1 << 20)),
+            search_params(&settings, 0, 100, Some(1 << 20)),
             serde_json::json!({"ef": MAX_CANDIDATES})
         );
         let ivf = MilvusSettings {
@@ -956,18 +1009,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            search_params(&ivf, 1_000_000, 100, Some(900)),
-            serde_json::json!({"nprobe": 32})
+            search_params(&ivf, 48, 100, Some(900)),
+            serde_json::json!({"nprobe": 48})
         );
         // Never more lists probed than there are: a small collection is scanned whole.
-        assert_eq!(
-            search_params(&ivf, 1682, 100, None),
-            serde_json::json!({"nprobe": 32})
-        );
-        assert_eq!(
-            search_params(&ivf, 800, 100, None),
-            serde_json::json!({"nprobe": 20})
-        );
+        assert_eq!(default_nprobe(&ivf, 1_000_000), 32);
+        assert_eq!(default_nprobe(&ivf, 800), 20);
+    }
+
+    #[test]
+    fn the_nprobe_ladder_ends_with_every_list_probed() {
+        assert_eq!(nprobe_ladder(1), vec![1]);
+        assert_eq!(nprobe_ladder(20), vec![1, 2, 4, 8, 16, 20]);
+        assert_eq!(nprobe_ladder(64), vec![1, 2, 4, 8, 16, 24, 32, 48, 64]);
+        let full = nprobe_ladder(1024);
+        assert_eq!(full.last(), Some(&1024));
+        assert!(full.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

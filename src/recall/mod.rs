@@ -33,10 +33,10 @@ pub use graph::{BuildSpace, GraphFileError, GraphIndex, GraphParams, Metric};
 pub use hnsw::{HnswParams, HnswRsIndex};
 pub use measure::{measure_recall, recall_at_10_and_100};
 pub use milvus::{
-    collection_name, filter_expression, index_spec, reduced_item, reduced_query, reduction_radius,
-    search_params, Consistency, IndexSpec, IndexStatus, MilvusClient, MilvusError, MilvusIndex,
-    MilvusIndexType, MilvusMetric, MilvusSettings, QueryRow, SearchRow, SegmentInfo,
-    MAX_CANDIDATES as MILVUS_MAX_CANDIDATES,
+    collection_name, default_nprobe, filter_expression, index_spec, nprobe_ladder, reduced_item,
+    reduced_query, reduction_radius, search_params, Consistency, IndexSpec, IndexStatus,
+    MilvusClient, MilvusError, MilvusIndex, MilvusIndexType, MilvusMetric, MilvusSettings,
+    QueryRow, SearchRow, SegmentInfo, MAX_CANDIDATES as MILVUS_MAX_CANDIDATES,
 };
 
 use crate::vectors::ItemVectors;
