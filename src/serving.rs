@@ -265,7 +265,19 @@ impl ServingModel {
         // The graph is saved beside the artifact (see `recall::build_with_file`).
         let graph_file = artifact_dir(path).join(GRAPH_FILE);
         let (index, quality) = if settings.kind == recall::IndexKind::Milvus {
-            recall::build_milvus(items.clone(), settings, &sample, &meta.version)?
+            // Milvus's breadth is checked and tuned as served: each user's seen items excluded.
+            let sample_seen: Vec<Vec<u32>> = (0..meta.users.len())
+                .step_by(step)
+                .take(settings.check_queries)
+                .map(|u| meta.seen.get(u).cloned().unwrap_or_default())
+                .collect();
+            recall::build_milvus(
+                items.clone(),
+                settings,
+                &sample,
+                &sample_seen,
+                &meta.version,
+            )?
         } else {
             recall::build_with_file(items.clone(), settings, &sample, Some(&graph_file))?
         };

@@ -222,7 +222,10 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     settings.index.kind = IndexKind::Milvus;
     settings.index.milvus.address = milvus.address();
     settings.index.milvus.drop_grace_seconds = 1;
-    settings.index.milvus.timeout_ms = 300;
+    // Short enough that a stalled Milvus gives a 503 well within the fault step's 8 s guard
+    // (two attempts), long enough for a strong read, which waits for Milvus's next time tick
+    // (200 ms) and took over 300 ms on a quiet machine (300 failed one run in two here).
+    settings.index.milvus.timeout_ms = 1500;
     settings.index.milvus.retries = 1;
     settings.index.milvus.backoff_ms = 20;
     // Not the defaults, so that finding them in Milvus shows they were applied.
@@ -297,8 +300,7 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     let vectors = std::sync::Arc::new(fmrecall::vectors::ItemVectors::from_raw(dim, raw));
     let ivf = MilvusSettings {
         index_type: MilvusIndexType::IvfFlat,
-        // A strong read waits for Milvus's next time tick (200 ms): more than the 300 ms
-        // the fault steps below are given, on a loaded machine.
+        // Writing and indexing 3,000 rows: more room than the service's requests get.
         timeout_ms: 3000,
         ..settings.index.milvus.clone()
     };
@@ -357,9 +359,14 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
         min_recall: 0.0,
         ..settings.index.clone()
     };
-    let (tuned, quality) =
-        fmrecall::recall::build_milvus(vectors.clone(), &index_settings, &queries, "sealed-check")
-            .unwrap();
+    let (tuned, quality) = fmrecall::recall::build_milvus(
+        vectors.clone(),
+        &index_settings,
+        &queries,
+        &[],
+        "sealed-check",
+    )
+    .unwrap();
     let quality = quality.unwrap();
     assert_eq!(quality.target_recall, Some(ivf.target_recall));
     assert!(

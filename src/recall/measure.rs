@@ -56,11 +56,22 @@ pub(crate) fn exact_truth(
     k: usize,
     filter: Filter<'_>,
 ) -> Result<Vec<Vec<u32>>, IndexError> {
+    exact_truth_each(exact, queries, k, |_| filter)
+}
+
+/// [`exact_truth`] with query `q` under `filter_of(q)` (a user's own seen items excluded).
+pub(crate) fn exact_truth_each<'f>(
+    exact: &ExactIndex,
+    queries: &[Vec<f32>],
+    k: usize,
+    filter_of: impl Fn(usize) -> Filter<'f>,
+) -> Result<Vec<Vec<u32>>, IndexError> {
     queries
         .iter()
-        .map(|q| {
+        .enumerate()
+        .map(|(n, q)| {
             Ok(exact
-                .search(q, k, None, filter)?
+                .search(q, k, None, filter_of(n))?
                 .iter()
                 .map(|h| h.item)
                 .collect())
@@ -78,12 +89,24 @@ pub(crate) fn recall_against(
     ef: Option<usize>,
     filter: Filter<'_>,
 ) -> Result<f64, IndexError> {
+    recall_against_each(index, queries, truth, k, ef, |_| filter)
+}
+
+/// [`recall_against`] with query `q` under `filter_of(q)`.
+pub(crate) fn recall_against_each<'f>(
+    index: &dyn RecallIndex,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    k: usize,
+    ef: Option<usize>,
+    filter_of: impl Fn(usize) -> Filter<'f>,
+) -> Result<f64, IndexError> {
     if queries.is_empty() {
         return Ok(1.0);
     }
     let mut total = 0.0;
-    for (q, t) in queries.iter().zip(truth) {
-        let got = index.search(q, k, ef, filter)?;
+    for (n, (q, t)) in queries.iter().zip(truth).enumerate() {
+        let got = index.search(q, k, ef, filter_of(n))?;
         let hits = got.iter().filter(|h| t.contains(&h.item)).count();
         total += hits as f64 / t.len().max(1) as f64;
     }

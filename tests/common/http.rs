@@ -97,9 +97,16 @@ impl TestApp {
         let addr = app.local_addr().unwrap();
         let state = app.state();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(async move {
+            if let Err(e) = app
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+            {
+                eprintln!("the test service ended: {e}");
+            }
+        });
         let test_app = TestApp {
             addr,
             state,
