@@ -585,9 +585,6 @@ impl<'a> Worker<'a> {
                             self.params.prefetch(data.item_rows.row(next as usize));
                             pending = Some(next);
                         }
-                        if seen.binary_search(&k).is_ok() {
-                            continue;
-                        }
                         let k_row = Self::maybe_drop(
                             &mut self.rng,
                             p_item,
@@ -597,7 +594,12 @@ impl<'a> Worker<'a> {
                         );
                         self.neg.load(self.params, k_row);
                         let s_neg = Self::item_score(&self.user, &self.neg);
-                        if s_neg > s_pos - 1.0 {
+                        // A seen item is no negative: skipped, but only looked up once it
+                        // violates the margin, as LightFM does. A seen item that does not
+                        // violate is skipped either way, so the outcome is the same; the
+                        // binary search over the user's seen items (dependent cache misses)
+                        // was 45% of a WARP epoch at 19M interactions when run on every draw.
+                        if s_neg > s_pos - 1.0 && seen.binary_search(&k).is_err() {
                             let rank = ((n_items - 1) / sampled).max(1) as f32;
                             let weight = rank.ln().min(10.0);
                             loss_sum += (weight * (1.0 - s_pos + s_neg)) as f64;
