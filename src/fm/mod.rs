@@ -10,6 +10,7 @@ pub mod model;
 pub mod npy;
 pub mod replay;
 pub mod report;
+pub mod seen;
 pub mod train;
 
 pub use artifact::{ArtifactError, ModelArtifact};
@@ -17,4 +18,5 @@ pub use eval::{EvalSet, Metrics};
 pub use export::UserQuery;
 pub use export_files::{write_npy, write_parquet, ExportError, ExportManifest, ExportReport};
 pub use model::FmModel;
+pub use seen::SeenPairs;
 pub use train::{Loss, Schedule, TrainError, TrainHistory, TrainParams, TrainingSet};

@@ -190,10 +190,10 @@ pub struct TrainingSet {
     pub is_id: Vec<bool>,
     /// Positive (user, item) pairs.
     pub positives: Vec<(u32, u32)>,
-    /// Per user, the sorted items they interacted with in train, at any rating: never sampled as
-    /// negatives, since recall excludes them anyway (pushing them down would push down their
-    /// look-alikes, which are the very items the user wants next).
-    pub user_seen: Vec<Vec<u32>>,
+    /// The (user, item) pairs of train, at any rating: never taken as negatives, since recall
+    /// excludes them anyway (pushing them down would push down their look-alikes, which are the
+    /// very items the user wants next).
+    pub seen: super::SeenPairs,
     /// Each user's history, when the model has history features (`user_rows` then hold none:
     /// each positive's row is built without the positive itself, so the model learns what a
     /// history says about *other* items rather than that a user likes what they already had,
@@ -572,7 +572,6 @@ impl<'a> Worker<'a> {
             self.user.load(self.params, u_row);
             self.pos.load(self.params, i_row);
             let s_pos = Self::item_score(&self.user, &self.pos);
-            let seen = &data.user_seen[u as usize];
             match self.hp.loss {
                 Loss::Warp => {
                     for sampled in 1..=self.hp.max_sampled {
@@ -583,6 +582,7 @@ impl<'a> Worker<'a> {
                         if pipelined {
                             let next = self.rng.below(n_items) as u32;
                             self.params.prefetch(data.item_rows.row(next as usize));
+                            data.seen.prefetch(u, next);
                             pending = Some(next);
                         }
                         let k_row = Self::maybe_drop(
@@ -597,9 +597,9 @@ impl<'a> Worker<'a> {
                         // A seen item is no negative: skipped, but only looked up once it
                         // violates the margin, as LightFM does. A seen item that does not
                         // violate is skipped either way, so the outcome is the same; the
-                        // binary search over the user's seen items (dependent cache misses)
-                        // was 45% of a WARP epoch at 19M interactions when run on every draw.
-                        if s_neg > s_pos - 1.0 && seen.binary_search(&k).is_err() {
+                        // lookup was 45% of a WARP epoch at 19M interactions when it ran on every
+                        // draw as a binary search (`seen.rs`).
+                        if s_neg > s_pos - 1.0 && !data.seen.contains(u, k) {
                             let rank = ((n_items - 1) / sampled).max(1) as f32;
                             let weight = rank.ln().min(10.0);
                             loss_sum += (weight * (1.0 - s_pos + s_neg)) as f64;
@@ -611,12 +611,12 @@ impl<'a> Worker<'a> {
                 Loss::Bpr => {
                     let mut k = self.rng.below(n_items) as u32;
                     for _ in 0..10 {
-                        if seen.binary_search(&k).is_err() {
+                        if !data.seen.contains(u, k) {
                             break;
                         }
                         k = self.rng.below(n_items) as u32;
                     }
-                    if seen.binary_search(&k).is_ok() {
+                    if data.seen.contains(u, k) {
                         continue;
                     }
                     let k_row = Self::maybe_drop(

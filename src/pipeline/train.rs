@@ -200,7 +200,7 @@ fn prepare(
         .filter(|it| it.part == Part::Train && positive(it))
         .map(|it| (it.user, it.item))
         .collect();
-    let user_seen = dataset.items_by_user(Part::Train, |_| true);
+    let seen = crate::fm::SeenPairs::new(&dataset.items_by_user(Part::Train, |_| true));
     let eval = EvalSet::new(
         dataset,
         thresholds.eval,
@@ -229,7 +229,7 @@ fn prepare(
             user_rows,
             item_rows,
             positives,
-            user_seen,
+            seen,
             history: histories.map(|h| TrainHistory::new(h, history, causal)),
         },
         eval: (!eval.users.is_empty()).then_some(eval),
