@@ -233,6 +233,18 @@ impl Settings {
                 "timeouts must be at least 1 ms (with connect_timeout_ms)",
             );
         }
+        if milvus.retries > crate::recall::MILVUS_MAX_RETRIES {
+            return bad(
+                "index.milvus.retries",
+                "must be at most 10 (each retry waits up to 2 s, and a recall waits for them)",
+            );
+        }
+        if milvus.backoff_ms > crate::recall::MILVUS_MAX_BACKOFF.as_millis() as u64 {
+            return bad(
+                "index.milvus.backoff_ms",
+                "must be at most 2000 (each wait between retries is capped at 2 s)",
+            );
+        }
         if milvus.insert_batch == 0 {
             return bad("index.milvus.insert_batch", "must be at least 1");
         }
@@ -298,6 +310,25 @@ mod tests {
         let s = Settings::load(None).unwrap();
         assert_eq!(s.train.dim, 64);
         assert_eq!(s.data.format, Format::Synthetic);
+    }
+
+    #[test]
+    fn milvus_retries_and_backoff_beyond_their_caps_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |body: &str| {
+            let file = dir.path().join("milvus.toml");
+            std::fs::write(&file, body).unwrap();
+            Settings::load(Some(&file))
+        };
+        assert!(load("[index.milvus]\nretries = 10\nbackoff_ms = 2000\n").is_ok());
+        let e = load("[index.milvus]\nretries = 11\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("index.milvus.retries"), "{e}");
+        let e = load("[index.milvus]\nbackoff_ms = 2001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("index.milvus.backoff_ms"), "{e}");
     }
 
     #[test]

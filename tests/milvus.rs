@@ -395,6 +395,24 @@ async fn milvus_serves_the_same_api_through_faults_writes_and_swaps() {
     );
     client.drop_collection(big.collection()).unwrap();
 
+    // 0d. A collection left without its vector index (a crash between CreateCollection and
+    // CreateIndex, or a refused CreateIndex) cannot be loaded, so it cannot be asked for its
+    // sentinel: the next open of its version rewrites it rather than failing on it.
+    let mut rng_small = fmrecall::rng::Rng::new(6);
+    let small: Vec<f32> = (0..300 * dim).map(|_| rng_small.normal() as f32).collect();
+    let small = std::sync::Arc::new(fmrecall::vectors::ItemVectors::from_raw(dim, small));
+    let orphan = collection_name(&ivf.collection_prefix, "no-index", ivf.metric);
+    client
+        .create_collection(&orphan, dim + 1, Consistency::Session)
+        .unwrap();
+    assert!(client.describe_index(&orphan).unwrap().is_none());
+    let rewritten = fmrecall::recall::MilvusIndex::open(small, &ivf, "no-index").unwrap();
+    assert_eq!(rewritten.collection(), orphan);
+    assert!(!rewritten.reused());
+    assert!(client.describe_index(&orphan).unwrap().is_some());
+    drop(rewritten);
+    client.drop_collection(&orphan).unwrap();
+
     // 1. Same answers as exact search, scores exact (re-scored by the service).
     let mut exact_settings = settings.index.clone();
     exact_settings.kind = IndexKind::Exact;

@@ -34,7 +34,11 @@ use serde::{Deserialize, Serialize};
 mod proto;
 
 pub use client::{Consistency, IndexSpec, IndexStatus, MilvusClient, MilvusError, QueryRow};
-pub use client::{SearchRow, SegmentInfo};
+pub use client::{SearchRow, SegmentInfo, MAX_BACKOFF};
+
+/// The most retries `index.milvus.retries` may ask for: with waits capped at [`MAX_BACKOFF`], a
+/// call against a Milvus that is down then gives up within about 20 s plus its timeouts.
+pub const MAX_RETRIES: u32 = 10;
 
 use super::{check_appended, check_finite_rows, check_query, Filter, Hit, IndexError, IndexInfo};
 use super::{RecallIndex, TopK};
@@ -127,9 +131,10 @@ pub struct MilvusSettings {
     pub connect_timeout_ms: u64,
     /// Whole-call timeout of one attempt.
     pub timeout_ms: u64,
-    /// Retries after a failed attempt (connection error, timeout, 5xx), with doubling backoff.
+    /// Retries after a failed attempt (connection error, timeout, 5xx), with doubling backoff
+    /// (at most [`MAX_RETRIES`]).
     pub retries: u32,
-    /// The first backoff.
+    /// The first backoff (at most 2000: every wait is capped at [`MAX_BACKOFF`]).
     pub backoff_ms: u64,
     /// Rows per insert call when writing a collection.
     pub insert_batch: usize,
@@ -316,15 +321,38 @@ pub fn filter_expression(filter: Filter<'_>, n: usize, max_slots: usize) -> Opti
             "slot >= 0 and slot not in {}",
             list(in_range(excluded, n))
         )),
-        Filter::Only(allowed) if allowed.len() <= max_slots => {
-            Some(format!("slot in {}", list(in_range(allowed, n))))
-        }
-        Filter::Only(allowed) if n.saturating_sub(allowed.len()) <= max_slots => {
-            // The complement: every slot below n that `allowed` (sorted) does not hold.
-            let mut rest = Vec::with_capacity(n.saturating_sub(allowed.len()));
-            let mut next = allowed.iter().peekable();
+        Filter::Only(allowed) => {
+            // Lists are sorted and free of duplicates by contract; a list that is not is sorted
+            // here rather than trusted, and duplicates are skipped, so that the complement is
+            // sized by the distinct slots below n (slots written live since are past n).
+            let sorted: std::borrow::Cow<'_, [u32]> = if allowed.windows(2).all(|w| w[0] <= w[1]) {
+                allowed.into()
+            } else {
+                let mut copy = allowed.to_vec();
+                copy.sort_unstable();
+                copy.into()
+            };
+            let below_n = &sorted[..sorted.partition_point(|&s| (s as usize) < n)];
+            let distinct = || {
+                let mut previous = None;
+                below_n
+                    .iter()
+                    .copied()
+                    .filter(move |&s| previous.replace(s) != Some(s))
+            };
+            let held = distinct().count();
+            if held <= max_slots {
+                return Some(format!("slot in {}", list(distinct())));
+            }
+            // held ≤ n: distinct slots below n.
+            if n - held > max_slots {
+                return None;
+            }
+            // The complement: every slot below n that `allowed` does not hold.
+            let mut rest = Vec::with_capacity(n - held);
+            let mut next = distinct().peekable();
             for s in 0..n as u32 {
-                if next.peek() == Some(&&s) {
+                if next.peek() == Some(&s) {
                     next.next();
                 } else {
                     rest.push(s);
@@ -344,28 +372,155 @@ pub fn filter_expression(filter: Filter<'_>, n: usize, max_slots: usize) -> Opti
     }
 }
 
-/// Collections in use by models of this process, counted: a swapped-out model's collection is
-/// dropped after the grace period only if no model took it again meanwhile (a rollback).
-fn in_use() -> &'static Mutex<HashMap<String, usize>> {
-    static IN_USE: std::sync::OnceLock<Mutex<HashMap<String, usize>>> = std::sync::OnceLock::new();
-    IN_USE.get_or_init(Default::default)
+/// Whether a search under `filter` over `n` slots can find nothing: an allow list (or bitmap)
+/// naming no slot below `n`. Such a search answers empty without asking Milvus (`slot in []`).
+pub fn allows_nothing(filter: Filter<'_>, n: usize) -> bool {
+    n == 0
+        || match filter {
+            Filter::Only(allowed) => allowed.iter().all(|&s| s as usize >= n),
+            Filter::Bits(_) => filter.rows(n).next().is_none(),
+            Filter::All | Filter::Exclude(_) => false,
+        }
 }
 
-fn count_use(collection: &str, delta: isize) -> usize {
-    let mut map = in_use().lock().unwrap_or_else(|e| e.into_inner());
-    let count = map.entry(collection.to_string()).or_insert(0);
-    *count = count.saturating_add_signed(delta);
-    let now = *count;
-    if now == 0 {
-        map.remove(collection);
+/// One collection's users among this process's models, and whether a retired model's thread is
+/// dropping it.
+#[derive(Debug, Default)]
+struct CollectionState {
+    users: usize,
+    dropping: bool,
+}
+
+/// Collections in use by models of this process, counted from the start of each `open` until
+/// its model is retired (or dropped unserved: a load that failed or was refused). A swapped-out
+/// model's collection is dropped after the grace period only if no model took it again
+/// meanwhile (a rollback), and an `open` waits while a drop is under way rather than load a
+/// collection about to vanish.
+#[derive(Debug, Default)]
+struct Uses {
+    state: Mutex<HashMap<String, CollectionState>>,
+    changed: std::sync::Condvar,
+}
+
+impl Uses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CollectionState>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    now
+
+    /// One more user of `collection`, once no drop of it is under way.
+    fn acquire(&self, collection: &str) {
+        let mut state = self.lock();
+        while state.get(collection).is_some_and(|c| c.dropping) {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.entry(collection.to_string()).or_default().users += 1;
+    }
+
+    /// One user fewer; the users left.
+    fn release(&self, collection: &str) -> usize {
+        let mut state = self.lock();
+        let Some(entry) = state.get_mut(collection) else {
+            return 0;
+        };
+        entry.users = entry.users.saturating_sub(1);
+        let left = entry.users;
+        if left == 0 && !entry.dropping {
+            state.remove(collection);
+        }
+        left
+    }
+
+    /// The users of `collection` now.
+    #[cfg(test)]
+    fn users(&self, collection: &str) -> usize {
+        self.lock().get(collection).map_or(0, |c| c.users)
+    }
+
+    /// Reserves `collection` for dropping when nobody uses it (checked under the lock, so no
+    /// `open` can start using it until `end_drop`); false when a model uses it or another drop
+    /// is under way.
+    fn begin_drop(&self, collection: &str) -> bool {
+        let mut state = self.lock();
+        let entry = state.entry(collection.to_string()).or_default();
+        if entry.users > 0 || entry.dropping {
+            return false;
+        }
+        entry.dropping = true;
+        true
+    }
+
+    /// The drop reserved by `begin_drop` is over (done or not): waiting opens go on.
+    fn end_drop(&self, collection: &str) {
+        let mut state = self.lock();
+        if let Some(entry) = state.get_mut(collection) {
+            entry.dropping = false;
+            if entry.users == 0 {
+                state.remove(collection);
+            }
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// The process's collection users.
+fn uses() -> &'static Uses {
+    static USES: std::sync::OnceLock<Uses> = std::sync::OnceLock::new();
+    USES.get_or_init(Default::default)
+}
+
+/// One model's use of its collection: taken at the start of `open`, shared by the indexes the
+/// model grows into (`regrown`: one model, one use), given back by the retire thread after the
+/// grace period, or when the last index holding it is dropped (a failed or refused load, a
+/// model never retired).
+#[derive(Debug)]
+struct CollectionUse {
+    uses: &'static Uses,
+    collection: String,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl CollectionUse {
+    fn acquire(uses: &'static Uses, collection: &str) -> CollectionUse {
+        uses.acquire(collection);
+        CollectionUse {
+            uses,
+            collection: collection.to_string(),
+            held: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Gives the use back (once, however often called).
+    fn release(&self) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            self.uses.release(&self.collection);
+        }
+    }
+}
+
+impl Drop for CollectionUse {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Ends a reserved drop however the retire thread leaves it.
+struct DropReservation<'a> {
+    uses: &'a Uses,
+    collection: &'a str,
+}
+
+impl Drop for DropReservation<'_> {
+    fn drop(&mut self) {
+        self.uses.end_drop(self.collection);
+    }
 }
 
 /// Item vectors in a Milvus collection, searched there and re-scored here.
 pub struct MilvusIndex {
     client: Arc<MilvusClient>,
     collection: String,
+    /// This model's use of the collection (shared with the indexes it is regrown into).
+    usage: Arc<CollectionUse>,
     vectors: Arc<ItemVectors>,
     settings: MilvusSettings,
     /// M of the norm reduction (unused under `ip`).
@@ -392,11 +547,16 @@ impl MilvusIndex {
         let started = Instant::now();
         let client = Arc::new(MilvusClient::new(settings)?);
         let collection = collection_name(&settings.collection_prefix, version, settings.metric);
+        // Counted before anything is asked of Milvus: a retired model's thread does not drop the
+        // collection under this load (a rollback within the grace period), and the count is given
+        // back when the load fails or its index is refused (`usage` dropped with it).
+        let usage = Arc::new(CollectionUse::acquire(uses(), &collection));
         let radius = reduction_radius(&vectors);
         let deadline = started + Duration::from_secs(settings.ready_timeout_seconds);
         let mut index = MilvusIndex {
             client,
             collection,
+            usage,
             vectors,
             settings: settings.clone(),
             radius,
@@ -419,7 +579,6 @@ impl MilvusIndex {
             index.write()?;
         }
         index.seal_and_load(deadline)?;
-        count_use(&index.collection, 1);
         index.build_seconds = started.elapsed().as_secs_f64();
         Ok(index)
     }
@@ -435,6 +594,12 @@ impl MilvusIndex {
     }
 
     fn is_complete(&self) -> Result<bool, IndexError> {
+        // Milvus refuses to load a collection without a vector index, and the writer creates the
+        // index right after the collection: one without it (a crash in between, a refused
+        // CreateIndex) holds no sentinel, and loading it would fail every later open.
+        if self.client.describe_index(&self.collection)?.is_none() {
+            return Ok(false);
+        }
         if !self.client.is_loaded(&self.collection)? {
             // A query needs the collection loaded; one found unloaded is loaded to be asked.
             self.client.load_collection(&self.collection)?;
@@ -658,6 +823,9 @@ impl RecallIndex for MilvusIndex {
     ) -> Result<Vec<Hit>, IndexError> {
         check_query(query, self.vectors.dim())?;
         let n = self.vectors.len();
+        if allows_nothing(filter, n) {
+            return Ok(Vec::new());
+        }
         let Some(expression) = filter_expression(filter, n, self.settings.max_expression_slots)
         else {
             // A list too long for an expression: the allowed items scanned here, exactly.
@@ -757,6 +925,7 @@ impl RecallIndex for MilvusIndex {
         Ok(Arc::new(MilvusIndex {
             client: self.client.clone(),
             collection: self.collection.clone(),
+            usage: self.usage.clone(),
             vectors,
             settings: self.settings.clone(),
             radius: self.radius,
@@ -799,29 +968,37 @@ impl RecallIndex for MilvusIndex {
         }
         let client = self.client.clone();
         let collection = self.collection.clone();
+        let usage = self.usage.clone();
         let spawned = std::thread::Builder::new()
             .name("milvus-retire".into())
             .spawn(move || {
                 std::thread::sleep(Duration::from_secs(grace));
-                if count_use(&collection, -1) == 0 {
-                    // Another replica may have pointed the alias back at it (a rollback).
-                    if !alias.is_empty() {
-                        match client.describe_alias(&alias) {
-                            Ok(Some(named)) if named == collection => {
-                                tracing::info!(collection = %collection, "a retired collection is the alias's again: kept");
-                                return;
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::warn!(collection = %collection, error = %e, "could not read the alias: the retired collection is kept");
-                                return;
-                            }
+                usage.release();
+                // Under the lock: no model uses it, and none starts to until the drop is over.
+                if !usage.uses.begin_drop(&collection) {
+                    return;
+                }
+                let _reserved = DropReservation {
+                    uses: usage.uses,
+                    collection: &collection,
+                };
+                // Another replica may have pointed the alias back at it (a rollback).
+                if !alias.is_empty() {
+                    match client.describe_alias(&alias) {
+                        Ok(Some(named)) if named == collection => {
+                            tracing::info!(collection = %collection, "a retired collection is the alias's again: kept");
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(collection = %collection, error = %e, "could not read the alias: the retired collection is kept");
+                            return;
                         }
                     }
-                    match client.drop_collection(&collection) {
-                        Ok(()) => tracing::info!(collection = %collection, "dropped a retired collection"),
-                        Err(e) => tracing::warn!(collection = %collection, error = %e, "could not drop a retired collection"),
-                    }
+                }
+                match client.drop_collection(&collection) {
+                    Ok(()) => tracing::info!(collection = %collection, "dropped a retired collection"),
+                    Err(e) => tracing::warn!(collection = %collection, error = %e, "could not drop a retired collection"),
                 }
             });
         if let Err(e) = spawned {
@@ -911,6 +1088,165 @@ mod tests {
             filter_expression(Filter::Only(&[2, 30]), 10, 100).unwrap(),
             "slot in [2]"
         );
+    }
+
+    #[test]
+    fn the_complement_counts_only_distinct_slots_below_n() {
+        // 8 distinct slots below 10 and two past it: the complement is [3,8], not an overrun.
+        let allowed = [0, 1, 2, 4, 5, 6, 7, 9, 12, 40];
+        assert_eq!(
+            filter_expression(Filter::Only(&allowed), 10, 4).unwrap(),
+            "slot >= 0 and slot not in [3,8]"
+        );
+        // Every slot below n allowed, plus some past it: everything.
+        let all_and_more: Vec<u32> = (0..15).collect();
+        assert_eq!(
+            filter_expression(Filter::Only(&all_and_more), 10, 4).unwrap(),
+            "slot >= 0"
+        );
+        // Slots past n would have hidden the complement's size: 6 below 10 leaves 4 out.
+        let few_in_range = [0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24];
+        assert_eq!(
+            filter_expression(Filter::Only(&few_in_range), 10, 4).unwrap(),
+            "slot >= 0 and slot not in [6,7,8,9]"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_in_an_allow_list_does_not_exclude_the_slots_after_it() {
+        let allowed = [0, 1, 1, 2, 4, 5, 5, 6, 7, 9];
+        assert_eq!(
+            filter_expression(Filter::Only(&allowed), 10, 4).unwrap(),
+            "slot >= 0 and slot not in [3,8]"
+        );
+        assert_eq!(
+            filter_expression(Filter::Only(&[2, 2, 3]), 10, 4).unwrap(),
+            "slot in [2,3]"
+        );
+        // Unsorted, against the contract: still the same set.
+        let shuffled = [9, 0, 7, 1, 6, 2, 5, 4, 0];
+        assert_eq!(
+            filter_expression(Filter::Only(&shuffled), 10, 4).unwrap(),
+            "slot >= 0 and slot not in [3,8]"
+        );
+    }
+
+    #[test]
+    fn a_filter_allowing_no_slot_is_known_without_asking_milvus() {
+        assert!(allows_nothing(Filter::Only(&[]), 10));
+        assert!(allows_nothing(Filter::Only(&[10, 30]), 10));
+        assert!(!allows_nothing(Filter::Only(&[9, 30]), 10));
+        assert!(!allows_nothing(Filter::All, 10));
+        assert!(allows_nothing(Filter::All, 0));
+        assert!(!allows_nothing(Filter::Exclude(&[0, 1]), 10));
+        let none = crate::recall::AllowedBits::only(&[], 10);
+        assert!(allows_nothing(Filter::Bits(&none), 10));
+        let one = crate::recall::AllowedBits::only(&[3], 10);
+        assert!(!allows_nothing(Filter::Bits(&one), 10));
+    }
+
+    /// An index over `n` rows of a Milvus that is not there (nothing listens on port 1): any
+    /// call it makes fails.
+    fn unreachable_index(n: usize, uses: &'static Uses) -> MilvusIndex {
+        let settings = MilvusSettings {
+            address: "127.0.0.1:1".into(),
+            retries: 0,
+            connect_timeout_ms: 200,
+            timeout_ms: 200,
+            ..Default::default()
+        };
+        let dim = 4;
+        let vectors = Arc::new(ItemVectors::from_raw(dim, vec![0.5; n * dim]));
+        MilvusIndex {
+            client: Arc::new(MilvusClient::new(&settings).unwrap()),
+            collection: "unreachable".into(),
+            usage: Arc::new(CollectionUse::acquire(uses, "unreachable")),
+            radius: reduction_radius(&vectors),
+            vectors,
+            settings,
+            reused: false,
+            indexed_rows: n,
+            nprobe: AtomicUsize::new(1),
+            build_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_search_allowing_nothing_answers_empty_without_a_round_trip() {
+        let uses: &'static Uses = Box::leak(Box::default());
+        let index = unreachable_index(10, uses);
+        let query = [1.0, 0.0, 0.0, 0.0];
+        assert!(index
+            .search(&query, 5, None, Filter::Only(&[]))
+            .unwrap()
+            .is_empty());
+        assert!(index
+            .search(&query, 5, None, Filter::Only(&[10, 11]))
+            .unwrap()
+            .is_empty());
+        // The same index does ask Milvus when a slot is allowed (and fails here).
+        assert!(index.search(&query, 5, None, Filter::Only(&[3])).is_err());
+    }
+
+    #[test]
+    fn a_collection_is_used_from_the_start_of_a_load_until_its_model_lets_go() {
+        let uses: &'static Uses = Box::leak(Box::default());
+        let index = unreachable_index(10, uses);
+        assert_eq!(uses.users("unreachable"), 1);
+        // A regrown index is the same model: one use between them.
+        let grown = index
+            .regrown(Arc::new(ItemVectors::from_raw(4, vec![0.5; 80])))
+            .unwrap();
+        assert_eq!(uses.users("unreachable"), 1);
+        assert!(!uses.begin_drop("unreachable"));
+        drop(index);
+        assert_eq!(uses.users("unreachable"), 1);
+        // A load refused after `open` (its index dropped unserved) gives the use back.
+        drop(grown);
+        assert_eq!(uses.users("unreachable"), 0);
+        assert!(uses.begin_drop("unreachable"));
+        uses.end_drop("unreachable");
+    }
+
+    #[test]
+    fn a_use_is_given_back_once_however_often_it_is_released() {
+        let uses: &'static Uses = Box::leak(Box::default());
+        let first = CollectionUse::acquire(uses, "c");
+        let second = CollectionUse::acquire(uses, "c");
+        assert_eq!(uses.users("c"), 2);
+        first.release();
+        first.release();
+        assert_eq!(uses.users("c"), 1);
+        drop(first);
+        assert_eq!(uses.users("c"), 1);
+        assert!(!uses.begin_drop("c"), "dropped while a model uses it");
+        drop(second);
+        assert!(uses.begin_drop("c"));
+        assert!(!uses.begin_drop("c"), "two drops of one collection at once");
+        uses.end_drop("c");
+    }
+
+    #[test]
+    fn a_load_waits_for_a_drop_under_way_then_counts_as_a_user() {
+        let uses: &'static Uses = Box::leak(Box::default());
+        assert!(uses.begin_drop("c"));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let opener = std::thread::spawn(move || {
+            let usage = CollectionUse::acquire(uses, "c");
+            sender.send(()).unwrap();
+            usage
+        });
+        // The load does not start using the collection while the drop is under way...
+        assert!(receiver.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(uses.users("c"), 0);
+        uses.end_drop("c");
+        // ... and does once it is over; a retire thread firing now keeps the collection.
+        receiver.recv_timeout(Duration::from_secs(10)).unwrap();
+        let usage = opener.join().unwrap();
+        assert_eq!(uses.users("c"), 1);
+        assert!(!uses.begin_drop("c"));
+        drop(usage);
+        assert!(uses.begin_drop("c"));
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub use milvus::{
     collection_name, default_nprobe, filter_expression, index_spec, nprobe_ladder, reduced_item,
     reduced_query, reduction_radius, search_params, Consistency, IndexSpec, IndexStatus,
     MilvusClient, MilvusError, MilvusIndex, MilvusIndexType, MilvusMetric, MilvusSettings,
-    QueryRow, SearchRow, SegmentInfo, MAX_CANDIDATES as MILVUS_MAX_CANDIDATES,
+    QueryRow, SearchRow, SegmentInfo, MAX_BACKOFF as MILVUS_MAX_BACKOFF,
+    MAX_CANDIDATES as MILVUS_MAX_CANDIDATES, MAX_RETRIES as MILVUS_MAX_RETRIES,
 };
 
 use crate::vectors::ItemVectors;

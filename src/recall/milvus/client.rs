@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::proto::{self, ConsistencyLevel, IndexState, KeyValuePair, LoadState, SegmentState};
 use super::MilvusSettings;
@@ -26,6 +26,22 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest answer accepted (Milvus's own default send limit is larger than tonic's 4 MB).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// The longest wait between two attempts of a call, however many retries and however long
+/// `backoff_ms`: a doubling without cap would leave a caller waiting minutes.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How often an HTTP/2 ping checks that a connection still answers. A connection whose peer
+/// vanished (a timed-out attempt leaves it pooled and looking open) is closed and replaced once a
+/// ping goes unanswered; Milvus answers pings more often than every 5 s with GOAWAY.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a ping may go unanswered before its connection is closed.
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle time before the kernel probes a connection (TCP keepalive): a peer gone without a FIN
+/// (a host lost, a NAT entry expired) is noticed even where HTTP/2 pings are not sent.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The service every call is a method of.
 const SERVICE: &str = "/milvus.proto.milvus.MilvusService/";
@@ -227,6 +243,89 @@ pub fn alias_call(current: Option<&str>, target: &str) -> Option<&'static str> {
     }
 }
 
+/// The wait before retry `retry` (0 first) of a call whose first backoff is `first`: doubling,
+/// at most [`MAX_BACKOFF`].
+fn backoff(first: Duration, retry: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(retry))
+        .min(MAX_BACKOFF)
+}
+
+/// The column `field` of an answer as integers: `None` when the answer lacks it, empty when it
+/// is there without data (how an empty answer may list its columns). **Errors** when it holds
+/// vectors.
+fn long_column<'a>(
+    call: &'static str,
+    fields: &'a [proto::FieldData],
+    field: &str,
+) -> Result<Option<&'a [i64]>, MilvusError> {
+    let Some(column) = fields.iter().find(|f| f.field_name == field) else {
+        return Ok(None);
+    };
+    if let Some(longs) = column.as_longs() {
+        return Ok(Some(longs));
+    }
+    match &column.field {
+        Some(proto::Field::Vectors(_)) => Err(MilvusError::malformed(
+            call,
+            format!("column {field} holds vectors, not int64"),
+        )),
+        // No data, or a scalar arm not decoded here: as many rows as the other column must agree.
+        _ => Ok(Some(&[])),
+    }
+}
+
+/// The rows of a Query answer. An empty answer may come without its columns; one with rows in
+/// one column and the other missing is malformed, not "nothing found" (a missing sentinel makes
+/// the load drop the collection).
+fn query_rows(answer: &proto::QueryResults) -> Result<Vec<QueryRow>, MilvusError> {
+    let ids = long_column("Query", &answer.fields_data, "id")?;
+    let slots = long_column("Query", &answer.fields_data, "slot")?;
+    let (ids, slots) = match (ids, slots) {
+        (Some(ids), Some(slots)) => (ids, slots),
+        (None, None) => return Ok(Vec::new()),
+        (Some(rows), None) | (None, Some(rows)) if rows.is_empty() => return Ok(Vec::new()),
+        (Some(_), None) => return Err(MilvusError::malformed("Query", "rows without slots")),
+        (None, Some(_)) => return Err(MilvusError::malformed("Query", "rows without ids")),
+    };
+    if ids.len() != slots.len() {
+        return Err(MilvusError::malformed("Query", "columns of unequal length"));
+    }
+    Ok(ids
+        .iter()
+        .zip(slots)
+        .map(|(&id, &slot)| QueryRow { id, slot })
+        .collect())
+}
+
+/// The hits of a Search answer. No results, or no scores and no `slot` column, is nothing
+/// found; scores without their slots are malformed.
+fn search_rows(answer: &proto::SearchResults) -> Result<Vec<SearchRow>, MilvusError> {
+    let Some(results) = &answer.results else {
+        return Ok(Vec::new());
+    };
+    let Some(slots) = long_column("Search", &results.fields_data, "slot")? else {
+        if results.scores.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(MilvusError::malformed(
+            "Search",
+            format!("{} scores without their slot column", results.scores.len()),
+        ));
+    };
+    if slots.len() != results.scores.len() {
+        return Err(MilvusError::malformed(
+            "Search",
+            format!("{} slots for {} scores", slots.len(), results.scores.len()),
+        ));
+    }
+    Ok(slots
+        .iter()
+        .zip(&results.scores)
+        .map(|(&slot, &distance)| SearchRow { slot, distance })
+        .collect())
+}
+
 impl MilvusClient {
     /// A client of `settings.address` (`host:port` or `http://host:port`). **Errors** when the
     /// address is not a URI authority or the runtime thread cannot start.
@@ -247,8 +346,16 @@ impl MilvusClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)));
         connector.set_nodelay(true);
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
+        // Without a timer hyper sends no pings: a dead pooled connection would be reused by every
+        // later attempt, each timing out, and never replaced.
         let transport = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+            .http2_keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
             .build(connector);
         let grpc = tonic::client::Grpc::with_origin(transport, origin)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -263,9 +370,10 @@ impl MilvusClient {
         })
     }
 
-    /// Calls `method` with `request`: each attempt bounded by `timeout`, transport failures and
-    /// timeouts retried `retries` times with doubling backoff (`retry` false: one attempt, for
-    /// writes that a retry could apply twice).
+    /// Calls `method` with `request`: each attempt bounded by `timeout` (sent as the call's gRPC
+    /// deadline too, so Milvus abandons work nobody waits for), transport failures and timeouts
+    /// retried `retries` times with doubling backoff capped at [`MAX_BACKOFF`] (`retry` false: one
+    /// attempt, for writes that a retry could apply twice).
     fn unary<Req, Resp>(
         &self,
         call: &'static str,
@@ -280,7 +388,7 @@ impl MilvusClient {
         let mut grpc = self.grpc.clone();
         let address = self.address.clone();
         let retries = if retry { self.retries } else { 0 };
-        let mut delay = self.backoff;
+        let first_backoff = self.backoff;
         let path = PathAndQuery::try_from(format!("{SERVICE}{call}"))
             .map_err(|e| MilvusError::malformed(call, e))?;
         let attempt_all = async move {
@@ -292,8 +400,9 @@ impl MilvusClient {
                         .await
                         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                     let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-                    grpc.unary(tonic::Request::new(request.clone()), path.clone(), codec)
-                        .await
+                    let mut message = tonic::Request::new(request.clone());
+                    message.set_timeout(timeout);
+                    grpc.unary(message, path.clone(), codec).await
                 };
                 let detail = match tokio::time::timeout(timeout, attempt).await {
                     Ok(Ok(answer)) => return Ok(answer.into_inner()),
@@ -315,8 +424,7 @@ impl MilvusClient {
                         detail,
                     });
                 }
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2);
+                tokio::time::sleep(backoff(first_backoff, attempts - 1)).await;
             }
         };
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -729,25 +837,7 @@ impl MilvusClient {
             true,
         )?;
         check("Query", answer.status.as_ref())?;
-        let column = |field: &str| {
-            answer
-                .fields_data
-                .iter()
-                .find(|f| f.field_name == field)
-                .and_then(proto::FieldData::as_longs)
-        };
-        let (Some(ids), Some(slots)) = (column("id"), column("slot")) else {
-            // An empty answer may come without its columns.
-            return Ok(Vec::new());
-        };
-        if ids.len() != slots.len() {
-            return Err(MilvusError::malformed("Query", "columns of unequal length"));
-        }
-        Ok(ids
-            .iter()
-            .zip(slots)
-            .map(|(&id, &slot)| QueryRow { id, slot })
-            .collect())
+        query_rows(&answer)
     }
 
     /// The `limit` nearest rows to `vector` under the collection's metric, among those `filter`
@@ -796,28 +886,7 @@ impl MilvusClient {
             true,
         )?;
         check("Search", answer.status.as_ref())?;
-        let Some(results) = answer.results else {
-            return Ok(Vec::new());
-        };
-        let Some(slots) = results
-            .fields_data
-            .iter()
-            .find(|f| f.field_name == "slot")
-            .and_then(proto::FieldData::as_longs)
-        else {
-            return Ok(Vec::new());
-        };
-        if slots.len() != results.scores.len() {
-            return Err(MilvusError::malformed(
-                "Search",
-                format!("{} slots for {} scores", slots.len(), results.scores.len()),
-            ));
-        }
-        Ok(slots
-            .iter()
-            .zip(&results.scores)
-            .map(|(&slot, &distance)| SearchRow { slot, distance })
-            .collect())
+        search_rows(&answer)
     }
 
     fn lock_session(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -895,6 +964,140 @@ mod tests {
         assert!(retryable(tonic::Code::DeadlineExceeded));
         assert!(!retryable(tonic::Code::InvalidArgument));
         assert!(!retryable(tonic::Code::PermissionDenied));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_first_wait_and_never_exceeds_the_cap() {
+        let first = Duration::from_millis(50);
+        assert_eq!(backoff(first, 0), first);
+        assert_eq!(backoff(first, 1), first * 2);
+        assert_eq!(backoff(first, 3), first * 8);
+        assert_eq!(backoff(first, 10), MAX_BACKOFF);
+        assert_eq!(backoff(first, u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::from_secs(3600), 0), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::ZERO, 5), Duration::ZERO);
+    }
+
+    fn query_answer(fields: Vec<proto::FieldData>) -> proto::QueryResults {
+        proto::QueryResults {
+            status: None,
+            fields_data: fields,
+        }
+    }
+
+    #[test]
+    fn a_query_answer_pairs_ids_with_slots() {
+        let answer = query_answer(vec![
+            proto::FieldData::longs("slot", vec![7, -1]),
+            proto::FieldData::longs("id", vec![100, 200]),
+        ]);
+        assert_eq!(
+            query_rows(&answer).unwrap(),
+            vec![
+                QueryRow { id: 100, slot: 7 },
+                QueryRow { id: 200, slot: -1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_query_answer_may_lack_its_columns() {
+        assert!(query_rows(&query_answer(Vec::new())).unwrap().is_empty());
+        let one_empty = query_answer(vec![proto::FieldData::longs("id", Vec::new())]);
+        assert!(query_rows(&one_empty).unwrap().is_empty());
+        // A column listed without data, next to an empty one.
+        let no_data = query_answer(vec![
+            proto::FieldData::longs("id", Vec::new()),
+            proto::FieldData {
+                r#type: proto::data_type::INT64,
+                field_name: "slot".into(),
+                field: None,
+            },
+        ]);
+        assert!(query_rows(&no_data).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_query_answer_with_rows_but_a_missing_column_is_malformed_not_empty() {
+        for answer in [
+            query_answer(vec![proto::FieldData::longs("id", vec![1, 2])]),
+            query_answer(vec![proto::FieldData::longs("slot", vec![-1])]),
+            query_answer(vec![
+                proto::FieldData::longs("id", vec![1, 2]),
+                proto::FieldData::longs("slot", vec![3]),
+            ]),
+            query_answer(vec![
+                proto::FieldData::longs("id", vec![1]),
+                proto::FieldData::float_vectors("slot", 1, vec![0.5]),
+            ]),
+        ] {
+            let e = query_rows(&answer).unwrap_err();
+            assert!(
+                matches!(e, MilvusError::Malformed { call: "Query", .. }),
+                "{e}"
+            );
+        }
+    }
+
+    fn search_answer(scores: Vec<f32>, fields: Vec<proto::FieldData>) -> proto::SearchResults {
+        proto::SearchResults {
+            status: None,
+            results: Some(proto::SearchResultData {
+                num_queries: 1,
+                top_k: scores.len() as i64,
+                fields_data: fields,
+                scores,
+                ids: None,
+                topks: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_search_answer_pairs_slots_with_scores_and_may_be_empty() {
+        let answer = search_answer(
+            vec![0.25, 0.5],
+            vec![proto::FieldData::longs("slot", vec![4, 9])],
+        );
+        assert_eq!(
+            search_rows(&answer).unwrap(),
+            vec![
+                SearchRow {
+                    slot: 4,
+                    distance: 0.25
+                },
+                SearchRow {
+                    slot: 9,
+                    distance: 0.5
+                }
+            ]
+        );
+        let nothing = proto::SearchResults {
+            status: None,
+            results: None,
+        };
+        assert!(search_rows(&nothing).unwrap().is_empty());
+        assert!(search_rows(&search_answer(Vec::new(), Vec::new()))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn search_scores_without_their_slots_are_malformed_not_empty() {
+        for answer in [
+            search_answer(vec![0.25], Vec::new()),
+            search_answer(vec![0.25], vec![proto::FieldData::longs("id", vec![1])]),
+            search_answer(
+                vec![0.25, 0.5],
+                vec![proto::FieldData::longs("slot", vec![4])],
+            ),
+        ] {
+            let e = search_rows(&answer).unwrap_err();
+            assert!(
+                matches!(e, MilvusError::Malformed { call: "Search", .. }),
+                "{e}"
+            );
+        }
     }
 
     #[test]
