@@ -335,14 +335,31 @@ impl SharedParams {
     }
 
     /// Starts loading the factors, weight and accumulators of the features of `row` into cache.
-    fn prefetch(&self, (idx, _): SparseRow<'_>) {
+    fn prefetch(&self, row: SparseRow<'_>) {
+        self.prefetch_parts(row, true);
+    }
+
+    /// Starts loading what scoring the features of `row` reads: factors and weight. A candidate
+    /// negative is scored on every draw but updated at most once per positive; prefetching its
+    /// accumulators too kept twice the cache lines in flight, and the line fill buffers full.
+    fn prefetch_for_scoring(&self, row: SparseRow<'_>) {
+        self.prefetch_parts(row, false);
+    }
+
+    fn prefetch_parts(&self, (idx, _): SparseRow<'_>, accumulators: bool) {
         use crate::kernels::prefetch;
         for &j in idx {
             let base = j as usize * self.k;
+            let (v, grad_v) = (
+                &self.v[base..base + self.k],
+                &self.grad_v[base..base + self.k],
+            );
             // A 64-byte line holds 16 factors.
             for c in (0..self.k).step_by(16) {
-                prefetch(self.v[base + c..].as_ptr().cast());
-                prefetch(self.grad_v[base + c..].as_ptr().cast());
+                prefetch(v[c..].as_ptr().cast());
+                if accumulators {
+                    prefetch(grad_v[c..].as_ptr().cast());
+                }
             }
             prefetch(std::ptr::from_ref(&self.w[j as usize]).cast());
         }
@@ -581,7 +598,8 @@ impl<'a> Worker<'a> {
                         };
                         if pipelined {
                             let next = self.rng.below(n_items) as u32;
-                            self.params.prefetch(data.item_rows.row(next as usize));
+                            self.params
+                                .prefetch_for_scoring(data.item_rows.row(next as usize));
                             data.seen.prefetch(u, next);
                             pending = Some(next);
                         }
