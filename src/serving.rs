@@ -257,19 +257,21 @@ impl ServingModel {
         drop(trained);
         // A sample of real user queries to check the graph against brute force.
         let step = (meta.users.len() / settings.check_queries.max(1)).max(1);
-        let sample: Vec<Vec<f32>> = (0..meta.users.len())
+        let checked: Vec<usize> = (0..meta.users.len())
             .step_by(step)
-            .map(|u| UserQuery::new(&artifact.model, full_user_rows.row(u)).vector)
             .take(settings.check_queries)
+            .collect();
+        let sample: Vec<Vec<f32>> = checked
+            .iter()
+            .map(|&u| UserQuery::new(&artifact.model, full_user_rows.row(u)).vector)
             .collect();
         // The graph is saved beside the artifact (see `recall::build_with_file`).
         let graph_file = artifact_dir(path).join(GRAPH_FILE);
         let (index, quality) = if settings.kind == recall::IndexKind::Milvus {
             // Milvus's breadth is checked and tuned as served: each user's seen items excluded.
-            let sample_seen: Vec<Vec<u32>> = (0..meta.users.len())
-                .step_by(step)
-                .take(settings.check_queries)
-                .map(|u| meta.seen.get(u).cloned().unwrap_or_default())
+            let sample_seen: Vec<Vec<u32>> = checked
+                .iter()
+                .map(|&u| meta.seen.get(u).cloned().unwrap_or_default())
                 .collect();
             recall::build_milvus(
                 items.clone(),

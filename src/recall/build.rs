@@ -107,19 +107,31 @@ pub fn build_with_file(
 
 /// Up to `check_queries` of the sample queries with their exact top 10 and top 100 (one exact pass:
 /// the top 10 is the top 100's prefix, same tie rule).
-#[allow(clippy::type_complexity)]
 fn sample_truth(
     exact: &ExactIndex,
     sample_queries: &[Vec<f32>],
     check_queries: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<u32>>), IndexError> {
+) -> Result<(Vec<Vec<f32>>, Truth, Truth), IndexError> {
     let queries: Vec<Vec<f32>> = sample_queries.iter().take(check_queries).cloned().collect();
-    let truth_100 = exact_truth(exact, &queries, 100, Filter::All)?;
+    let (truth, truth_100) = truth_10_and_100(exact, &queries, |_| Filter::All)?;
+    Ok((queries, truth, truth_100))
+}
+
+/// Each query's exact top items (ids, best first).
+type Truth = Vec<Vec<u32>>;
+
+/// The exact top 10 and top 100 of each query under `filter_of(query)`, from one pass at depth 100.
+fn truth_10_and_100<'f>(
+    exact: &ExactIndex,
+    queries: &[Vec<f32>],
+    filter_of: impl Fn(usize) -> Filter<'f>,
+) -> Result<(Truth, Truth), IndexError> {
+    let truth_100 = super::measure::exact_truth_each(exact, queries, 100, filter_of)?;
     let truth = truth_100
         .iter()
         .map(|t| t[..t.len().min(10)].to_vec())
         .collect();
-    Ok((queries, truth, truth_100))
+    Ok((truth, truth_100))
 }
 
 /// The Milvus collection of model `version` over `vectors` (written, or reused when complete),
@@ -148,11 +160,7 @@ pub fn build_milvus(
         Some(seen) if !seen.is_empty() => Filter::Exclude(seen),
         _ => Filter::All,
     };
-    let truth_100 = super::measure::exact_truth_each(&exact, queries, 100, filter_of)?;
-    let truth: Vec<Vec<u32>> = truth_100
-        .iter()
-        .map(|t| t[..t.len().min(10)].to_vec())
-        .collect();
+    let (truth, truth_100) = truth_10_and_100(&exact, queries, filter_of)?;
     let deadline = started + std::time::Duration::from_secs(settings.milvus.ready_timeout_seconds);
     let measure = |index: &super::MilvusIndex| -> Result<(f64, f64), IndexError> {
         use super::measure::recall_against_each;

@@ -553,6 +553,7 @@ impl MilvusIndex {
         let usage = Arc::new(CollectionUse::acquire(uses(), &collection));
         let radius = reduction_radius(&vectors);
         let deadline = started + Duration::from_secs(settings.ready_timeout_seconds);
+        let indexed_rows = vectors.len();
         let mut index = MilvusIndex {
             client,
             collection,
@@ -561,12 +562,10 @@ impl MilvusIndex {
             settings: settings.clone(),
             radius,
             reused: false,
-            indexed_rows: 0,
-            nprobe: AtomicUsize::new(0),
+            indexed_rows,
+            nprobe: AtomicUsize::new(default_nprobe(settings, indexed_rows)),
             build_seconds: 0.0,
         };
-        index.indexed_rows = index.vectors.len();
-        index.nprobe = AtomicUsize::new(default_nprobe(settings, index.indexed_rows));
         let exists = index.client.has_collection(&index.collection)?;
         index.reused = exists && index.is_complete()?;
         if !index.reused {
